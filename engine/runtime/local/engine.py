@@ -1,0 +1,566 @@
+"""The local engine: drives workflows on one machine with the shared core, SQLite and local processes.
+
+One :class:`LocalEngine` hosts many workflows. Each running workflow has a driver task that loops:
+take the step outcomes that arrived, ``reconcile`` (the pure core), write the changed nodes in one
+transaction, carry out the plan (start/kill processes, save cache entries), then sleep until an
+outcome arrives or the core's requeue time. Outcomes are batched, so a burst of finished steps costs
+one reconcile and one commit.
+
+Crash safety: a workflow row names its owner (``pid:start-time``). On start the engine adopts the
+unfinished workflows whose owner is gone, kills the process trees their in-flight steps left behind,
+and continues from the persisted nodes: a node that succeeded is never run again; steps that were in
+flight run again. Used by ``sluice run`` (one workflow, in process) and ``sluice server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import SluiceError, SpecError, StateError
+from engine.runtime.local.artifacts import LocalDirRepository
+from engine.runtime.local.executor import LocalExecutor
+from engine.runtime.local.store import CLUSTER, Store, WorkflowRow
+from engine.spec.workflow import Workflow, WorkflowSpec, WorkflowTemplate
+from engine.workflows import nodes as N
+from engine.workflows.plan import KillStep, Plan, RunStep, SaveMemo, StepOutcome
+from engine.workflows.reconciler import Reconciler, Settings
+from engine.workflows.status import WorkflowStatus
+from engine.workflows.submit import prepare_workflow
+from engine.workflows.validate import validate_workflow
+
+log = logging.getLogger(__name__)
+
+_SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def name_suffix() -> str:
+    """Argo-style random suffix for generateName (5 characters)."""
+    return "".join(secrets.choice(_SUFFIX_CHARS) for _ in range(5))
+
+
+def _proc_start(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner_id() -> str:
+    pid = os.getpid()
+    return f"{pid}:{_proc_start(pid) or '0'}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    if not owner:
+        return False
+    pid_s, _, start = owner.partition(":")
+    try:
+        pid = int(pid_s)
+    except ValueError:
+        return False
+    return _proc_start(pid) == start
+
+
+class StoreObjects:
+    """ConfigMaps and Secrets from the store, for the executor's env/volume lookups."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def configmap(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        obj = self._store.get_object("ConfigMap", namespace, name)
+        return None if obj is None else {k: str(v) for k, v in (obj.get("data") or {}).items()}
+
+    def secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        obj = self._store.get_object("Secret", namespace, name)
+        if obj is None:
+            return None
+        out = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (obj.get("data") or {}).items()}
+        out.update({k: str(v) for k, v in (obj.get("stringData") or {}).items()})
+        return out
+
+
+@dataclass
+class EngineSettings:
+    isolation: str = "auto"
+    extra_path: tuple[str, ...] = ()
+    default_active_deadline_seconds: int | None = None
+    # Smallest pause between two reconciles of a workflow: bursts of outcomes share one reconcile.
+    batch_seconds: float = 0.0
+
+
+Listener = Callable[["WorkflowRun"], None]
+
+
+@dataclass
+class WorkflowRun:
+    """One workflow this engine drives."""
+
+    uid: str
+    namespace: str
+    name: str
+    workflow: Workflow
+    reconciler: Reconciler
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    listeners: list[Listener] = field(default_factory=list)
+    control_dirty: bool = False
+
+    @property
+    def status(self) -> WorkflowStatus:
+        return self.reconciler.status
+
+
+class LocalEngine:
+    def __init__(
+        self,
+        *,
+        home: Path | None = None,
+        store: Store | None = None,
+        settings: EngineSettings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store or Store(home)
+        self.home = self.store.home
+        self.settings = settings or EngineSettings()
+        self.clock = clock
+        self.owner = owner_id()
+        self.runs: dict[str, WorkflowRun] = {}
+        self._node_run: dict[str, WorkflowRun] = {}
+        self.executor: LocalExecutor | None = None
+        self._memo: dict[str, dict[str, Any]] = {}
+        self._closed = False
+
+    # ================================================================ lifecycle
+
+    async def start(self, *, adopt: bool = True) -> list[str]:
+        """Start the executor; with ``adopt``, continue unfinished workflows whose owner is gone."""
+        self.executor = LocalExecutor(
+            home=self.home,
+            sink=self._on_outcome,
+            repository=LocalDirRepository(self.home / "artifacts"),
+            objects=StoreObjects(self.store),
+            isolation=self.settings.isolation,
+            extra_path=self.settings.extra_path,
+        )
+        self._memo = self.store.memo_all()
+        adopted: list[str] = []
+        if adopt:
+            for row in self.store.list_workflows(unfinished=True):
+                if row.owner == self.owner or owner_alive(row.owner):
+                    continue
+                self._adopt(row)
+                adopted.append(row.name)
+        return adopted
+
+    async def close(self) -> None:
+        self._closed = True
+        for run in list(self.runs.values()):
+            if run.task is not None:
+                run.task.cancel()
+        for run in list(self.runs.values()):
+            if run.task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await run.task
+        if self.executor is not None:
+            await self.executor.close()
+        for run in self.runs.values():
+            if not run.status.fulfilled():
+                with contextlib.suppress(SluiceError):
+                    self.store.set_owner(run.uid, None)
+
+    async def __aenter__(self) -> LocalEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ================================================================ templates and objects
+
+    def template_source(self, namespace: str) -> Callable[[bool, str], WorkflowSpec | None]:
+        def source(cluster: bool, name: str) -> WorkflowSpec | None:
+            kind = "ClusterWorkflowTemplate" if cluster else "WorkflowTemplate"
+            obj = self.store.get_object(kind, CLUSTER if cluster else namespace, name)
+            if obj is None:
+                return None
+            return WorkflowTemplate.parse(obj).spec
+
+        return source
+
+    def configmaps(self, namespace: str) -> dict[str, dict[str, str]]:
+        return {
+            o["metadata"]["name"]: {k: str(v) for k, v in (o.get("data") or {}).items()}
+            for o in self.store.list_objects("ConfigMap", namespace)
+        }
+
+    # ================================================================ submission
+
+    def prepare(
+        self,
+        wf: Workflow,
+        *,
+        namespace: str | None = None,
+        parameters: Iterable[tuple[str, Any]] = (),
+        entrypoint: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> tuple[Workflow, WorkflowStatus]:
+        ns = namespace or wf.metadata.namespace or "default"
+        source = self.template_source(ns)
+        validate_workflow(wf, source=source)
+        for _ in range(20):
+            prepared, status = prepare_workflow(
+                wf,
+                name_suffix=name_suffix(),
+                uid=str(uuid.uuid4()),
+                now=self.clock(),
+                namespace=ns,
+                parameters=parameters,
+                entrypoint=entrypoint,
+                source=source,
+                labels=labels,
+                annotations=annotations,
+            )
+            if wf.metadata.name or self.store.get_workflow(ns, prepared.metadata.name or "") is None:
+                break
+        # The merged spec (after workflowTemplateRef and parameters) must be valid too.
+        problems_wf = Workflow(
+            api_version=prepared.api_version, kind="Workflow", metadata=prepared.metadata, spec=prepared.spec
+        )
+        validate_workflow(problems_wf, source=source)
+        return prepared, status
+
+    async def submit(
+        self,
+        wf: Workflow,
+        *,
+        namespace: str | None = None,
+        parameters: Iterable[tuple[str, Any]] = (),
+        entrypoint: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> WorkflowRun:
+        prepared, status = self.prepare(
+            wf,
+            namespace=namespace,
+            parameters=parameters,
+            entrypoint=entrypoint,
+            labels=labels,
+            annotations=annotations,
+        )
+        meta = prepared.metadata
+        assert meta.name and meta.uid and meta.namespace
+        self.store.insert_workflow(
+            uid=meta.uid,
+            namespace=meta.namespace,
+            name=meta.name,
+            manifest=prepared.dump(),
+            status=status,
+            owner=self.owner,
+            now=self.clock(),
+        )
+        return self._launch(prepared, status)
+
+    def _adopt(self, row: WorkflowRow) -> WorkflowRun:
+        self.store.set_owner(row.uid, self.owner)
+        wf = Workflow.parse(row.manifest)
+        status = self.store.load_status(row)
+        inflight = [
+            N.pod_name(row.name, n.name, n.template_name or (n.template_ref or {}).get("template"))
+            for n in status.nodes.values()
+            if n.type in (N.POD, N.HTTP) and n.active()
+        ]
+        if inflight:
+            LocalExecutor.reap(self.home, inflight)
+        run = self._launch(wf, status)
+        ctl = row.control
+        rec = run.reconciler
+        if "suspend" in ctl:
+            rec.control.suspend = bool(ctl["suspend"])
+        if ctl.get("shutdown"):
+            rec.control.shutdown = ctl["shutdown"]
+        if "activeDeadlineSeconds" in ctl:
+            rec.control.active_deadline_seconds = ctl["activeDeadlineSeconds"]
+        return run
+
+    def _launch(self, wf: Workflow, status: WorkflowStatus) -> WorkflowRun:
+        meta = wf.metadata
+        assert meta.name and meta.uid and meta.namespace
+        rec = Reconciler(
+            wf,
+            status,
+            configmaps=self.configmaps(meta.namespace),
+            memo=self._memo,
+            settings=Settings(
+                default_active_deadline_seconds=self.settings.default_active_deadline_seconds,
+                always_capture_result=True,
+            ),
+        )
+        run = WorkflowRun(uid=meta.uid, namespace=meta.namespace, name=meta.name, workflow=wf, reconciler=rec)
+        self.runs[run.uid] = run
+        run.task = asyncio.get_running_loop().create_task(self._drive(run), name=f"workflow {meta.name}")
+        return run
+
+    # ================================================================ the driver loop
+
+    def _on_outcome(self, outcome: StepOutcome) -> None:
+        run = self._node_run.get(outcome.node_id)
+        if run is None:
+            return
+        run.outcomes.append(outcome)
+        run.wake.set()
+
+    async def _drive(self, run: WorkflowRun) -> None:
+        rec = run.reconciler
+        try:
+            while True:
+                outcomes, run.outcomes = run.outcomes, []
+                run.wake.clear()
+                plan = rec.reconcile(outcomes, self.clock())
+                await self._apply(run, plan)
+                if plan.finished:
+                    self._persist(run, plan)
+                    break
+                timeout = None if plan.requeue_at is None else max(0.0, plan.requeue_at - self.clock())
+                if run.outcomes and not run.control_dirty:
+                    if self.settings.batch_seconds:
+                        await asyncio.sleep(self.settings.batch_seconds)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.wake.wait(), timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("workflow %s: engine error", run.name)
+            rec._mark_workflow("Error", f"engine error: {exc}")
+            self._persist(run, Plan(workflow_changed=True))
+        finally:
+            run.done.set()
+            for nid in [k for k, v in self._node_run.items() if v is run]:
+                del self._node_run[nid]
+            self._notify(run)
+
+    async def _apply(self, run: WorkflowRun, plan: Plan) -> None:
+        # Persist first: what the runtime does next must never be ahead of what is stored.
+        self._persist(run, plan)
+        executor = self.executor
+        assert executor is not None
+        for action in plan.actions:
+            if isinstance(action, RunStep):
+                self._node_run[action.step.node_id] = run
+                try:
+                    await executor.start(action.step)
+                except SluiceError as exc:
+                    run.outcomes.append(
+                        StepOutcome(
+                            node_id=action.step.node_id,
+                            phase="Error",
+                            message=str(exc),
+                            finished_at=self.clock(),
+                        )
+                    )
+            elif isinstance(action, KillStep):
+                if action.node_id in executor.running():
+                    asyncio.get_running_loop().create_task(executor.kill(action.node_id, action.message))
+                elif not action.already_final:
+                    run.outcomes.append(
+                        StepOutcome(
+                            node_id=action.node_id,
+                            phase="Failed",
+                            message=action.message,
+                            finished_at=self.clock(),
+                        )
+                    )
+            elif isinstance(action, SaveMemo):
+                self.store.memo_put(action.cache, action.key, action.outputs, self.clock())
+                from engine.workflows.nodes import rfc3339
+
+                self._memo.setdefault(action.cache, {})[action.key] = {
+                    "outputs": action.outputs,
+                    "creationTimestamp": rfc3339(self.clock()),
+                }
+        if run.outcomes:
+            run.wake.set()
+        self._notify(run)
+
+    def _persist(self, run: WorkflowRun, plan: Plan) -> None:
+        if not (plan.changed_nodes or plan.workflow_changed or run.control_dirty or plan.finished):
+            return
+        control = None
+        if run.control_dirty:
+            c = run.reconciler.control
+            control = {
+                "suspend": c.suspend,
+                "shutdown": c.shutdown,
+                "activeDeadlineSeconds": c.active_deadline_seconds,
+            }
+            run.control_dirty = False
+        self.store.save_progress(run.uid, run.status, plan.changed_nodes, control=control)
+        if plan.finished:
+            self.store.set_owner(run.uid, None)
+
+    def _notify(self, run: WorkflowRun) -> None:
+        for listener in list(run.listeners):
+            try:
+                listener(run)
+            except Exception:
+                log.exception("listener failed")
+
+    # ================================================================ queries and operations
+
+    def find(self, name: str, namespace: str = "default") -> WorkflowRun | None:
+        for run in self.runs.values():
+            if run.name == name and run.namespace == namespace:
+                return run
+        return None
+
+    def _run_or_fail(self, name: str, namespace: str) -> WorkflowRun:
+        run = self.find(name, namespace)
+        if run is None or run.done.is_set():
+            row = self.store.get_workflow(namespace, name)
+            if row is None:
+                raise StateError(f"workflow {name!r} not found in namespace {namespace!r}")
+            if row.phase in ("Succeeded", "Failed", "Error"):
+                raise StateError(f"workflow {name!r} has already completed ({row.phase})")
+            raise StateError(f"workflow {name!r} is not run by this engine")
+        return run
+
+    def _poke(self, run: WorkflowRun) -> None:
+        run.control_dirty = True
+        run.wake.set()
+
+    async def wait(self, name: str, namespace: str = "default") -> str:
+        run = self.find(name, namespace)
+        if run is not None:
+            await run.done.wait()
+            return run.status.phase
+        row = self.store.get_workflow(namespace, name)
+        if row is None:
+            raise StateError(f"workflow {name!r} not found in namespace {namespace!r}")
+        return row.phase
+
+    def suspend(self, name: str, namespace: str = "default") -> None:
+        run = self._run_or_fail(name, namespace)
+        run.reconciler.suspend()
+        self._poke(run)
+
+    def resume(
+        self,
+        name: str,
+        namespace: str = "default",
+        *,
+        node: str | None = None,
+        outputs: Mapping[str, str] | None = None,
+    ) -> int:
+        run = self._run_or_fail(name, namespace)
+        count = run.reconciler.resume(node, outputs=outputs)
+        if node is None and count == 0 and not run.reconciler.control.suspend:
+            pass
+        self.store.save_progress(run.uid, run.status, list(run.status.nodes))
+        self._poke(run)
+        return count
+
+    def stop(self, name: str, namespace: str = "default") -> None:
+        run = self._run_or_fail(name, namespace)
+        run.reconciler.set_shutdown("Stop")
+        self._poke(run)
+
+    def terminate(self, name: str, namespace: str = "default") -> None:
+        run = self._run_or_fail(name, namespace)
+        run.reconciler.set_shutdown("Terminate")
+        self._poke(run)
+
+    async def retry(
+        self,
+        name: str,
+        namespace: str = "default",
+        *,
+        restart_successful: bool = False,
+        node_selector: str | None = None,
+        parameters: Iterable[tuple[str, Any]] = (),
+    ) -> WorkflowRun:
+        """Rerun a finished Failed/Error workflow in place: reset failed nodes and their ancestors."""
+        from engine.workflows.operations import reset_for_retry
+
+        row = self.store.get_workflow(namespace, name)
+        if row is None:
+            raise StateError(f"workflow {name!r} not found in namespace {namespace!r}")
+        if row.phase not in ("Failed", "Error"):
+            raise StateError(
+                f"workflow {name!r} is {row.phase or 'running'}: only a Failed or Error one can be retried"
+            )
+        existing = self.runs.pop(row.uid, None)
+        if existing is not None and existing.task is not None and not existing.done.is_set():
+            raise StateError(f"workflow {name!r} is still being driven")
+        wf = Workflow.parse(row.manifest)
+        if parameters:
+            from engine.workflows.submit import apply_parameters
+
+            wf = Workflow(
+                api_version=wf.api_version,
+                kind=wf.kind,
+                metadata=wf.metadata,
+                spec=apply_parameters(wf.spec, parameters),
+            )
+            self.store.update_manifest(row.uid, wf.dump())
+        status = self.store.load_status(row)
+        reset_for_retry(status, restart_successful=restart_successful, node_selector=node_selector)
+        self.store.replace_nodes(row.uid, status)
+        self.store.set_control(row.uid, {})
+        self.store.set_owner(row.uid, self.owner)
+        return self._launch(wf, status)
+
+    async def resubmit(
+        self,
+        name: str,
+        namespace: str = "default",
+        *,
+        parameters: Iterable[tuple[str, Any]] = (),
+        memoized: bool = False,
+    ) -> WorkflowRun:
+        row = self.store.get_workflow(namespace, name)
+        if row is None:
+            raise StateError(f"workflow {name!r} not found in namespace {namespace!r}")
+        manifest = json.loads(json.dumps(row.manifest))
+        meta = manifest.setdefault("metadata", {})
+        base = meta.get("generateName") or f"{row.name}-"
+        for k in ("name", "uid", "creationTimestamp", "resourceVersion"):
+            meta.pop(k, None)
+        meta["generateName"] = base
+        labels = meta.setdefault("labels", {})
+        labels["workflows.argoproj.io/resubmitted-from-workflow"] = row.name
+        wf = Workflow.parse(manifest)
+        return await self.submit(wf, namespace=namespace, parameters=parameters)
+
+    async def delete(self, name: str, namespace: str = "default") -> None:
+        row = self.store.get_workflow(namespace, name)
+        if row is None:
+            raise StateError(f"workflow {name!r} not found in namespace {namespace!r}")
+        run = self.runs.pop(row.uid, None)
+        if run is not None and run.task is not None and not run.done.is_set():
+            run.reconciler.set_shutdown("Terminate")
+            self._poke(run)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(run.done.wait(), 30)
+            run.task.cancel()
+        self.store.delete_workflow(row.uid)
+
+
+def spec_error_lines(exc: SpecError) -> list[str]:
+    return exc.lines()

@@ -1,0 +1,235 @@
+"""``sluice server``: a long-running local engine with an HTTP API on a Unix socket, and the cron loop.
+
+The CLI's ``submit``, ``stop``, ``suspend``, ``resume``, ``terminate``, ``retry``, ``resubmit``,
+``delete`` and ``wait`` talk to it; ``get``, ``list`` and ``logs`` read the state directly. The socket
+lives at ``$SLUICE_HOME/server.sock`` (only this user can reach it). On start it adopts every
+unfinished workflow whose previous engine is gone. The cron loop runs ``plan_cron`` for each stored
+CronWorkflow and submits, terminates and deletes children as planned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from engine.errors import SluiceError, SpecError, StateError
+from engine.runtime.local.engine import LocalEngine
+from engine.spec.workflow import CronWorkflow, Workflow
+from engine.workflows import cron as cronlib
+
+log = logging.getLogger(__name__)
+
+CRON_LABEL = "workflows.argoproj.io/cron-workflow"
+
+
+def socket_path(home: Path) -> Path:
+    return home / "server.sock"
+
+
+def _error(exc: Exception) -> web.Response:
+    status = 400 if isinstance(exc, SpecError) else 404 if "not found" in str(exc) else 409
+    body: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__}
+    if isinstance(exc, SpecError):
+        body["lines"] = exc.lines()
+    return web.json_response(body, status=status)
+
+
+class Server:
+    def __init__(self, engine: LocalEngine, *, cron_interval: float = 10.0) -> None:
+        self.engine = engine
+        self.cron_interval = cron_interval
+        self._cron_wake = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    # --- HTTP API ------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        r = app.router
+        r.add_get("/api/v1/health", self.health)
+        r.add_post("/api/v1/workflows", self.submit)
+        r.add_post("/api/v1/workflows/{ns}/{name}/{op}", self.operate)
+        r.add_delete("/api/v1/workflows/{ns}/{name}", self.delete)
+        r.add_get("/api/v1/workflows/{ns}/{name}/wait", self.wait)
+        r.add_post("/api/v1/cron/wake", self.cron_wake)
+        return app
+
+    async def health(self, _req: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "pid": os.getpid(), "workflows": len(self.engine.runs)})
+
+    async def submit(self, req: web.Request) -> web.Response:
+        try:
+            body = await req.json()
+            wf = Workflow.parse(body["manifest"])
+            run = await self.engine.submit(
+                wf,
+                namespace=body.get("namespace"),
+                parameters=[tuple(p) for p in body.get("parameters", [])],
+                entrypoint=body.get("entrypoint"),
+            )
+        except (SluiceError, KeyError, ValueError) as exc:
+            return _error(exc)
+        return web.json_response({"name": run.name, "namespace": run.namespace, "uid": run.uid})
+
+    async def operate(self, req: web.Request) -> web.Response:
+        ns, name, op = req.match_info["ns"], req.match_info["name"], req.match_info["op"]
+        try:
+            body = await req.json() if req.can_read_body else {}
+            eng = self.engine
+            result: dict[str, Any] = {"name": name, "namespace": ns}
+            if op == "suspend":
+                eng.suspend(name, ns)
+            elif op == "resume":
+                result["resumed"] = eng.resume(name, ns, node=body.get("node"), outputs=body.get("outputs"))
+            elif op == "stop":
+                eng.stop(name, ns)
+            elif op == "terminate":
+                eng.terminate(name, ns)
+            elif op == "retry":
+                run = await eng.retry(
+                    name,
+                    ns,
+                    restart_successful=bool(body.get("restartSuccessful")),
+                    node_selector=body.get("nodeFieldSelector"),
+                    parameters=[tuple(p) for p in body.get("parameters", [])],
+                )
+                result["name"] = run.name
+            elif op == "resubmit":
+                run = await eng.resubmit(name, ns, parameters=[tuple(p) for p in body.get("parameters", [])])
+                result["name"] = run.name
+            else:
+                return web.json_response({"error": f"unknown operation {op!r}"}, status=404)
+        except (SluiceError, ValueError) as exc:
+            return _error(exc)
+        return web.json_response(result)
+
+    async def delete(self, req: web.Request) -> web.Response:
+        try:
+            await self.engine.delete(req.match_info["name"], req.match_info["ns"])
+        except SluiceError as exc:
+            return _error(exc)
+        return web.json_response({"deleted": req.match_info["name"]})
+
+    async def wait(self, req: web.Request) -> web.Response:
+        try:
+            phase = await self.engine.wait(req.match_info["name"], req.match_info["ns"])
+        except SluiceError as exc:
+            return _error(exc)
+        return web.json_response({"phase": phase})
+
+    async def cron_wake(self, _req: web.Request) -> web.Response:
+        self._cron_wake.set()
+        return web.json_response({"ok": True})
+
+    # --- cron ----------------------------------------------------------------------------------------
+
+    async def cron_loop(self) -> None:
+        while not self._stop.is_set():
+            next_at: float | None = None
+            try:
+                next_at = await self.cron_pass()
+            except Exception:
+                log.exception("cron pass failed")
+            now = self.engine.clock()
+            timeout = (
+                self.cron_interval if next_at is None else min(self.cron_interval, max(0.0, next_at - now))
+            )
+            self._cron_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._cron_wake.wait(), timeout)
+
+    async def cron_pass(self) -> float | None:
+        eng = self.engine
+        store = eng.store
+        earliest: float | None = None
+        for obj in store.list_objects("CronWorkflow"):
+            cron = CronWorkflow.parse(obj)
+            meta = cron.metadata
+            ns = meta.namespace or "default"
+            name = meta.name or ""
+            assert cron.spec is not None
+            state = cronlib.CronState.from_json(store.cron_state(ns, name))
+            children = [
+                cronlib.ChildRun(name=row.name, phase=row.phase, finished_at=row.finished_at)
+                for row in store.list_workflows(ns)
+                if (row.manifest.get("metadata", {}).get("labels") or {}).get(CRON_LABEL) == name
+            ]
+            now = eng.clock()
+            plan = cronlib.plan_cron(
+                spec=cron.spec,
+                name=name,
+                namespace=ns,
+                status=state,
+                children=children,
+                now=now,
+                labels=dict(meta.labels),
+                annotations=dict(meta.annotations),
+                created_at=cronlib.parse_rfc3339(meta.creation_timestamp)
+                if meta.creation_timestamp
+                else None,
+            )
+            status = plan.status
+            for action in plan.actions:
+                if isinstance(action, cronlib.TerminateChild):
+                    with contextlib.suppress(StateError):
+                        eng.terminate(action.name, ns)
+                elif isinstance(action, cronlib.StartChild):
+                    if store.get_workflow(ns, action.name) is not None:
+                        continue
+                    manifest = cronlib.child_manifest(action, spec=cron.spec)
+                    try:
+                        await eng.submit(Workflow.parse(manifest), namespace=ns)
+                    except SluiceError as exc:
+                        status = cronlib.record_submission_error(status, child=action.name, message=str(exc))
+                elif isinstance(action, cronlib.DeleteChild):
+                    with contextlib.suppress(StateError):
+                        await eng.delete(action.name, ns)
+            if plan.changed or status is not plan.status:
+                store.put_cron_state(ns, name, status.to_json(namespace=ns))
+            if plan.requeue_at is not None and (earliest is None or plan.requeue_at < earliest):
+                earliest = plan.requeue_at
+        return earliest
+
+    # --- running -------------------------------------------------------------------------------------
+
+    async def serve(self, *, cron: bool = True) -> None:
+        eng = self.engine
+        home = eng.home
+        sock = socket_path(home)
+        adopted = await eng.start(adopt=True)
+        if adopted:
+            log.info("continuing %d unfinished workflow(s): %s", len(adopted), ", ".join(adopted))
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        site = web.UnixSite(runner, str(sock))
+        await site.start()
+        os.chmod(sock, 0o600)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+        cron_task = loop.create_task(self.cron_loop()) if cron else None
+        print(f"sluice server: listening on {sock} (SLUICE_HOME={home})", flush=True)
+        try:
+            await self._stop.wait()
+        finally:
+            if cron_task is not None:
+                cron_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cron_task
+            await runner.cleanup()
+            with contextlib.suppress(FileNotFoundError):
+                sock.unlink()
+            await eng.close()
+
+    def stop(self) -> None:
+        self._stop.set()

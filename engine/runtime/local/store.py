@@ -1,0 +1,367 @@
+"""The local runtime's state: one SQLite database (WAL) under ``$SLUICE_HOME``.
+
+Tables: workflows (manifest, phase, control flags, status without nodes, owning process), nodes (one row
+per node, JSON — only changed nodes are written after each reconcile), stored objects (WorkflowTemplate,
+ClusterWorkflowTemplate, CronWorkflow, ConfigMap, Secret), the memoization cache, cron state and log of
+submissions. Every reconcile's changes are written in one transaction, so a ``kill -9`` loses nothing
+that was acknowledged. Used by the local engine, the server and the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import StateError, StoreError
+from engine.workflows.nodes import Node
+from engine.workflows.status import WorkflowStatus
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS workflows (
+    uid TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    phase TEXT NOT NULL DEFAULT '',
+    message TEXT,
+    status TEXT NOT NULL DEFAULT '{}',
+    control TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    owner TEXT,
+    UNIQUE (namespace, name)
+);
+CREATE INDEX IF NOT EXISTS workflows_phase ON workflows (phase);
+CREATE TABLE IF NOT EXISTS nodes (
+    wf_uid TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (wf_uid, node_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS memo (
+    cache TEXT NOT NULL,
+    key TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (cache, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cron_state (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
+"""
+
+CLUSTER = ""  # namespace value of cluster-scoped objects
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("SLUICE_HOME") or Path.home() / ".sluice")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    uid: str
+    namespace: str
+    name: str
+    manifest: dict[str, Any]
+    phase: str
+    message: str | None
+    status: dict[str, Any]
+    control: dict[str, Any]
+    created_at: float
+    finished_at: float | None
+    owner: str | None
+
+
+class Store:
+    """Thread-safe access to the state database (one connection, serialized)."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or default_home()
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create SLUICE_HOME {self.home}: {exc}") from exc
+        self.path = self.home / "state.db"
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process kill (the OS keeps the writes); only power loss may
+            # drop the last transactions.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open state database {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._safe_rollback()
+                raise StoreError(f"state database error: {exc}") from exc
+            except BaseException:
+                self._safe_rollback()
+                raise
+
+    def _safe_rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return list(self._db.execute(sql, tuple(args)))
+            except sqlite3.Error as exc:
+                raise StoreError(f"state database error: {exc}") from exc
+
+    # --- workflows ------------------------------------------------------------------------------------
+
+    def insert_workflow(
+        self,
+        *,
+        uid: str,
+        namespace: str,
+        name: str,
+        manifest: dict[str, Any],
+        status: WorkflowStatus,
+        owner: str | None,
+        now: float,
+    ) -> None:
+        meta = status.to_dict(include_nodes=False)
+        with self.tx() as db:
+            exists = db.execute(
+                "SELECT 1 FROM workflows WHERE namespace=? AND name=?", (namespace, name)
+            ).fetchone()
+            if exists:
+                raise StateError(f"workflow {name!r} already exists in namespace {namespace!r}")
+            db.execute(
+                "INSERT INTO workflows (uid, namespace, name, manifest, phase, status, control, created_at,"
+                " owner) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    uid,
+                    namespace,
+                    name,
+                    json.dumps(manifest),
+                    status.phase,
+                    json.dumps(meta),
+                    "{}",
+                    now,
+                    owner,
+                ),
+            )
+
+    def save_progress(
+        self,
+        uid: str,
+        status: WorkflowStatus,
+        changed: Iterable[str],
+        *,
+        control: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the changed nodes and the workflow's status in one transaction."""
+        meta = status.to_dict(include_nodes=False)
+        rows = []
+        for nid in changed:
+            node = status.nodes.get(nid)
+            if node is not None:
+                rows.append((uid, nid, json.dumps(node.to_dict(), separators=(",", ":"))))
+        with self.tx() as db:
+            if rows:
+                db.executemany("INSERT OR REPLACE INTO nodes (wf_uid, node_id, data) VALUES (?,?,?)", rows)
+            if control is None:
+                db.execute(
+                    "UPDATE workflows SET phase=?, message=?, status=?, finished_at=? WHERE uid=?",
+                    (status.phase, status.message, json.dumps(meta), status.finished_at, uid),
+                )
+            else:
+                db.execute(
+                    "UPDATE workflows SET phase=?, message=?, status=?, finished_at=?, control=? WHERE uid=?",
+                    (
+                        status.phase,
+                        status.message,
+                        json.dumps(meta),
+                        status.finished_at,
+                        json.dumps(control),
+                        uid,
+                    ),
+                )
+
+    def replace_nodes(self, uid: str, status: WorkflowStatus) -> None:
+        """Rewrite every node (after retry resets nodes)."""
+        with self.tx() as db:
+            db.execute("DELETE FROM nodes WHERE wf_uid=?", (uid,))
+            db.executemany(
+                "INSERT INTO nodes (wf_uid, node_id, data) VALUES (?,?,?)",
+                [
+                    (uid, nid, json.dumps(n.to_dict(), separators=(",", ":")))
+                    for nid, n in status.nodes.items()
+                ],
+            )
+            db.execute(
+                "UPDATE workflows SET phase=?, message=?, status=?, finished_at=? WHERE uid=?",
+                (
+                    status.phase,
+                    status.message,
+                    json.dumps(status.to_dict(include_nodes=False)),
+                    status.finished_at,
+                    uid,
+                ),
+            )
+
+    def set_control(self, uid: str, control: dict[str, Any]) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE workflows SET control=? WHERE uid=?", (json.dumps(control), uid))
+
+    def set_owner(self, uid: str, owner: str | None) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE workflows SET owner=? WHERE uid=?", (owner, uid))
+
+    def update_manifest(self, uid: str, manifest: dict[str, Any]) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE workflows SET manifest=? WHERE uid=?", (json.dumps(manifest), uid))
+
+    def _row(self, r: tuple[Any, ...]) -> WorkflowRow:
+        return WorkflowRow(
+            uid=r[0],
+            namespace=r[1],
+            name=r[2],
+            manifest=json.loads(r[3]),
+            phase=r[4],
+            message=r[5],
+            status=json.loads(r[6]),
+            control=json.loads(r[7]),
+            created_at=r[8],
+            finished_at=r[9],
+            owner=r[10],
+        )
+
+    _COLS = "uid, namespace, name, manifest, phase, message, status, control, created_at, finished_at, owner"
+
+    def get_workflow(self, namespace: str, name: str) -> WorkflowRow | None:
+        rows = self._query(
+            f"SELECT {self._COLS} FROM workflows WHERE namespace=? AND name=?", (namespace, name)
+        )
+        return self._row(rows[0]) if rows else None
+
+    def get_workflow_by_uid(self, uid: str) -> WorkflowRow | None:
+        rows = self._query(f"SELECT {self._COLS} FROM workflows WHERE uid=?", (uid,))
+        return self._row(rows[0]) if rows else None
+
+    def list_workflows(self, namespace: str | None = None, *, unfinished: bool = False) -> list[WorkflowRow]:
+        sql = f"SELECT {self._COLS} FROM workflows"
+        where: list[str] = []
+        args: list[Any] = []
+        if namespace is not None:
+            where.append("namespace=?")
+            args.append(namespace)
+        if unfinished:
+            where.append("phase NOT IN ('Succeeded','Failed','Error')")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at"
+        return [self._row(r) for r in self._query(sql, args)]
+
+    def load_status(self, row: WorkflowRow) -> WorkflowStatus:
+        status = WorkflowStatus.from_dict(row.status)
+        for (data,) in self._query("SELECT data FROM nodes WHERE wf_uid=?", (row.uid,)):
+            node = Node.from_dict(json.loads(data))
+            status.nodes[node.id] = node
+        return status
+
+    def delete_workflow(self, uid: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM nodes WHERE wf_uid=?", (uid,))
+            db.execute("DELETE FROM workflows WHERE uid=?", (uid,))
+
+    # --- objects --------------------------------------------------------------------------------------
+
+    def put_object(self, kind: str, namespace: str, name: str, data: dict[str, Any]) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO objects (kind, namespace, name, data, updated_at) VALUES (?,?,?,?,?)",
+                (kind, namespace, name, json.dumps(data), time.time()),
+            )
+
+    def get_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        rows = self._query(
+            "SELECT data FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    def list_objects(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        if namespace is None:
+            rows = self._query("SELECT data FROM objects WHERE kind=? ORDER BY namespace, name", (kind,))
+        else:
+            rows = self._query(
+                "SELECT data FROM objects WHERE kind=? AND namespace=? ORDER BY name", (kind, namespace)
+            )
+        return [json.loads(r[0]) for r in rows]
+
+    def delete_object(self, kind: str, namespace: str, name: str) -> bool:
+        with self.tx() as db:
+            cur = db.execute(
+                "DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
+            )
+            return cur.rowcount > 0
+
+    # --- memoization ----------------------------------------------------------------------------------
+
+    def memo_put(self, cache: str, key: str, data: dict[str, Any], now: float) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO memo (cache, key, data, created_at) VALUES (?,?,?,?)",
+                (cache, key, json.dumps(data), now),
+            )
+
+    def memo_all(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for cache, key, data, created in self._query("SELECT cache, key, data, created_at FROM memo"):
+            from engine.workflows.nodes import rfc3339
+
+            out.setdefault(cache, {})[key] = {
+                "outputs": json.loads(data),
+                "creationTimestamp": rfc3339(created),
+            }
+        return out
+
+    # --- cron -----------------------------------------------------------------------------------------
+
+    def cron_state(self, namespace: str, name: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT data FROM cron_state WHERE namespace=? AND name=?", (namespace, name))
+        return json.loads(rows[0][0]) if rows else None
+
+    def put_cron_state(self, namespace: str, name: str, data: dict[str, Any]) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO cron_state (namespace, name, data) VALUES (?,?,?)",
+                (namespace, name, json.dumps(data)),
+            )
