@@ -20,7 +20,7 @@ from engine.spec.workflow import DAGTask
 from engine.workflows import nodes as N
 from engine.workflows.frames import Launch, exit_hook, holder_of, prepare_launches
 from engine.workflows.nodes import Node
-from engine.workflows.outputs import aggregate_variable, node_variable
+from engine.workflows.outputs import NAMESPACE_SUFFIXES, aggregate_variable, node_variable
 from engine.workflows.scope import MISSING, Scope
 
 if TYPE_CHECKING:
@@ -124,7 +124,9 @@ class DagSiblings:
     def is_namespace(self, key: str) -> bool:
         if key == "tasks":
             return True
-        name = key[len(self.prefix) :].split(".", 1)[0]
+        name, _, sub = key[len(self.prefix) :].partition(".")
+        if sub not in NAMESPACE_SUFFIXES:
+            return False
         f = self.frame
         return f.rec.node(f"{f.node.name}.{name}") is not None
 

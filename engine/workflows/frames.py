@@ -16,7 +16,7 @@ from engine.errors import ExprError
 from engine.spec.workflow import Arguments, Artifact, DAGTask, Parameter, WorkflowStep
 from engine.workflows.loops import LoopError, child_name, expand_sequence, item_variables, parse_with_param
 from engine.workflows.outputs import resolve_artifact_ref, single_tag
-from engine.workflows.scope import ABSENT, MISSING, Scope
+from engine.workflows.scope import ABSENT, MISSING, Scope, has_json_tags
 
 if TYPE_CHECKING:
     from engine.workflows.reconciler import Holder
@@ -71,7 +71,9 @@ def _resolve_artifacts(
     resolved: dict[str, dict[str, Any]] = {}
     for a in arts:
         if not a.from_ and not a.from_expression:
-            plain.append(a)
+            body = a.dump()
+            # Explicit locations (raw data, s3 keys) may use tags, including {{item}}.
+            plain.append(Artifact.parse(scope.substitute_json(body)) if has_json_tags(body) else a)
             continue
         if a.from_:
             v = resolve_artifact_ref(scope, a.from_)
@@ -201,16 +203,6 @@ def prepare_launches(
                 )
                 continue
             plain, resolved = _resolve_artifacts(arts, iscope)
-            plain = (
-                tuple(
-                    Artifact.parse(
-                        {**a.dump(), **({"subPath": iscope.substitute(a.sub_path)} if a.sub_path else {})}
-                    )
-                    for a in plain
-                )
-                if any(a.sub_path and "{{" in a.sub_path for a in plain)
-                else plain
-            )
         except (ExprError, LoopError) as exc:
             launches.append(Launch(name, step, holder, error=str(exc), local=local, display=display))
             continue

@@ -90,6 +90,7 @@ def bind_inputs(
                 f"inputs.parameters.{p.name}: value {value!r} is not one of the allowed values: {allowed}"
             )
         params[p.name] = value
+    param_scope = Scope({f"inputs.parameters.{n}": v for n, v in params.items()} | dict(local), parent=parent)
     arts: list[dict[str, Any]] = []
     for a in tmpl.inputs.artifacts:
         supplied = args_arts.get(a.name)
@@ -99,7 +100,8 @@ def bind_inputs(
         elif supplied is not None and supplied.has_location():
             loc = artifact_location(supplied)
         elif a.has_location():
-            loc = artifact_location(a)
+            # The template's own location may use its inputs and the globals ({{inputs.parameters.x}}).
+            loc = param_scope.substitute_json(artifact_location(a))
         if not loc:
             if a.optional:
                 continue

@@ -24,6 +24,10 @@ class OutputError(Exception):
     """An output could not be produced; the node it belongs to ends in Error with this message."""
 
 
+# Paths under ``steps.<name>``/``tasks.<name>`` that hold further variables (all else is a value).
+NAMESPACE_SUFFIXES = frozenset({"", "outputs", "outputs.parameters", "outputs.artifacts"})
+
+
 def node_variable(node: Node, rest: str, *, skipped_default: dict[str, str] | None = None) -> Any:
     """The value of ``<prefix>.<rest>`` for one node (``outputs.result``, ``status``, ``id``...)."""
     if rest == "id":

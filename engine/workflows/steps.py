@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from engine.workflows import nodes as N
 from engine.workflows.frames import Launch, continues_on, exit_hook, prepare_launches
 from engine.workflows.nodes import Node
-from engine.workflows.outputs import aggregate_variable, node_variable
+from engine.workflows.outputs import NAMESPACE_SUFFIXES, aggregate_variable, node_variable
 from engine.workflows.scope import MISSING, Scope
 
 if TYPE_CHECKING:
@@ -72,7 +72,9 @@ class StepsSiblings:
         if key == "steps":
             return True
         rest = key[len(self.prefix) :]
-        name = rest.split(".", 1)[0]
+        name, _, sub = rest.partition(".")
+        if sub not in NAMESPACE_SUFFIXES:
+            return False
         node, kids = self._nodes_of(name)
         return node is not None or bool(kids)
 

@@ -231,7 +231,11 @@ class _Checker:
         for gi, group in enumerate(t.steps):
             for si, step in enumerate(group):
                 sp = f"{path}.steps[{gi}][{si}]"
-                for key in _tag_keys(step.dump()):
+                body = step.dump()
+                # Hooks run after (or alongside) their step and may read its outputs and status.
+                body.pop("hooks", None)
+                body.pop("onExit", None)
+                for key in _tag_keys(body):
                     if key.startswith("steps.") and key != "steps.name":
                         ref = key.split(".")[1]
                         if ref not in names:
@@ -324,7 +328,7 @@ class _Checker:
                 if name not in names:
                     self.add(f"{path}.dag.target", f"target {name!r} is not a task")
 
-    def workflow_spec(self, *, require_entrypoint: bool) -> None:
+    def workflow_spec(self, *, require_entrypoint: bool, is_workflow: bool = True) -> None:
         spec = self.spec
         seen: dict[str, int] = {}
         for i, t in enumerate(spec.templates):
@@ -343,7 +347,8 @@ class _Checker:
         if spec.entrypoint:
             if "{{" not in spec.entrypoint and spec.entrypoint not in self.by_name:
                 self.add("entrypoint", f"template {spec.entrypoint!r} not found")
-            else:
+            elif is_workflow:
+                # A WorkflowTemplate's entrypoint inputs come from whoever submits it.
                 entry = self.by_name.get(spec.entrypoint)
                 self.check_inputs_supplied(entry, spec.arguments, "arguments")
         elif require_entrypoint and spec.workflow_template_ref is None:
@@ -401,8 +406,7 @@ def workflow_problems(
     require_entrypoint: bool = True,
 ) -> list[Problem]:
     checker = _Checker(spec, source, base=base)
-    # A workflowTemplateRef brings the templates: validate the merged spec instead.
-    checker.workflow_spec(require_entrypoint=require_entrypoint)
+    checker.workflow_spec(require_entrypoint=require_entrypoint, is_workflow=require_entrypoint)
     return checker.problems
 
 
