@@ -20,7 +20,7 @@ from engine.spec.workflow import DAGTask
 from engine.workflows import nodes as N
 from engine.workflows.frames import Launch, exit_hook, holder_of, prepare_launches
 from engine.workflows.nodes import Node
-from engine.workflows.outputs import NAMESPACE_SUFFIXES, aggregate_variable, node_variable
+from engine.workflows.outputs import NAMESPACE_SUFFIXES, aggregate_variable, node_variable, node_variables
 from engine.workflows.scope import MISSING, Scope
 
 if TYPE_CHECKING:
@@ -325,7 +325,7 @@ class DagFrame:
         rec = self.rec
         if not task.hooks and not task.on_exit:
             return True
-        scope = self.scope.child({f"tasks.{name}.status": node.phase})
+        scope = self.scope.child(node_variables(f"tasks.{name}", node, rec.status.nodes))
         done = True
         if any(k != "exit" for k in task.hooks):
             done = rec.run_lifecycle_hooks(

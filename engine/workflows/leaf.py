@@ -58,13 +58,20 @@ def _sub(inv: Invocation, value: Any) -> Any:
     return inv.scope.substitute_json(value) if has_json_tags(value) else value
 
 
-def _dump(rec: Reconciler, obj: Any) -> dict[str, Any]:
+def _dump(rec: Reconciler, obj: Any) -> tuple[dict[str, Any], bool]:
+    """The object's manifest form and whether it holds any tag, computed once per template object."""
     hit = rec.dump_cache.get(id(obj))
     if hit is not None and hit[0] is obj:
-        return hit[1]
+        return hit[1], hit[2]
     dumped: dict[str, Any] = obj.dump()
-    rec.dump_cache[id(obj)] = (obj, dumped)
-    return dumped
+    tagged = has_json_tags(dumped)
+    rec.dump_cache[id(obj)] = (obj, dumped, tagged)
+    return dumped, tagged
+
+
+def _sub_dump(rec: Reconciler, inv: Invocation, obj: Any) -> dict[str, Any]:
+    dumped, tagged = _dump(rec, obj)
+    return inv.scope.substitute_json(dumped) if tagged else dumped
 
 
 def build_step_run(rec: Reconciler, node: Node, inv: Invocation) -> StepRun:
@@ -77,16 +84,16 @@ def build_step_run(rec: Reconciler, node: Node, inv: Invocation) -> StepRun:
     container: dict[str, Any] = {}
     script_source: str | None = None
     if tmpl.container is not None:
-        container = _sub(inv, _dump(rec, tmpl.container))
+        container = _sub_dump(rec, inv, tmpl.container)
     elif tmpl.script is not None:
-        raw = dict(_dump(rec, tmpl.script))
+        raw = dict(_dump(rec, tmpl.script)[0])
         source = raw.pop("source")
         container = _sub(inv, raw)
         script_source = scope.substitute(source) if "{{" in source else source
     containers: tuple[dict[str, Any], ...] = ()
     if tmpl.container_set is not None:
-        cs = _dump(rec, tmpl.container_set)
-        containers = tuple(_sub(inv, c) for c in cs.get("containers", ()))
+        cs = _sub_dump(rec, inv, tmpl.container_set)
+        containers = tuple(cs.get("containers", ()))
         if cs.get("volumeMounts"):
             containers = tuple(
                 {**c, "volumeMounts": list(c.get("volumeMounts", [])) + list(cs["volumeMounts"])}

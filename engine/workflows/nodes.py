@@ -9,6 +9,7 @@ reconciler, the runtimes (which persist nodes as JSON) and the CLI (which render
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 # Node phases.
@@ -49,6 +50,7 @@ def fnv32a(text: str) -> int:
     return h
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def node_id(workflow_name: str, node_name: str) -> str:
     """Argo's deterministic node id; the root node's id is the workflow name itself."""
     if node_name == workflow_name:
@@ -60,6 +62,7 @@ POD_NAME_MAX = 253
 _HASH_ROOM = 10
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def pod_name(workflow_name: str, node_name: str, template_name: str | None) -> str:
     """Argo's v2 pod name: ``<wf>-<template>-<fnv32a(node name)>``, prefix cut to fit 253 characters."""
     if workflow_name == node_name:

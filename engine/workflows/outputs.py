@@ -73,6 +73,35 @@ def node_variable(node: Node, rest: str, *, skipped_default: dict[str, str] | No
     return MISSING
 
 
+def node_variables(prefix: str, node: Node, nodes: dict[str, Node]) -> dict[str, Any]:
+    """Every ``<prefix>.*`` variable of one node, for hooks that run while its group is still open.
+
+    A Retry node exposes its last attempt's outputs, as Argo does for exit hooks.
+    """
+    src = node
+    if node.type == RETRY and node.children:
+        last = nodes.get(node.children[-1])
+        if last is not None:
+            src = last
+    out: dict[str, Any] = {f"{prefix}.id": node.id, f"{prefix}.status": node.phase}
+    for key in ("startedAt", "finishedAt", "hostNodeName", "ip"):
+        v = node_variable(node, key)
+        if v is not MISSING:
+            out[f"{prefix}.{key}"] = v
+    o = src.outputs
+    if o is not None:
+        if o.result is not None:
+            out[f"{prefix}.outputs.result"] = o.result
+        if o.exit_code is not None:
+            out[f"{prefix}.exitCode"] = o.exit_code
+        for p in o.parameters:
+            if "value" in p:
+                out[f"{prefix}.outputs.parameters.{p['name']}"] = p["value"]
+        for a in o.artifacts:
+            out[f"{prefix}.outputs.artifacts.{a['name']}"] = a
+    return out
+
+
 def loop_index(node: Node) -> int:
     m = _LOOP_INDEX.search(node.name[node.name.rfind("(") :] if "(" in node.name else "")
     return int(m.group(1)) if m else 0

@@ -60,6 +60,7 @@ from engine.workflows.status import (
     WORKFLOW_PHASE_OF_NODE,
     WorkflowStatus,
 )
+from engine.workflows.sync import LockManager, LockRequest, mutex_key, semaphore_key
 from engine.workflows.templates import LOCAL, StoredTemplates, TemplateContext
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ class Reconciler:
         configmaps: Mapping[str, Mapping[str, str]] | None = None,
         memo: Mapping[str, Mapping[str, Any]] | None = None,
         settings: Settings | None = None,
+        locks: LockManager | None = None,
     ) -> None:
         meta = workflow.metadata
         if not meta.name:
@@ -180,9 +182,19 @@ class Reconciler:
         self._started: set[str] = set()
         self._killed: set[str] = set()
         # Derived from templates, keyed by the template object's id (the entry keeps the object alive).
-        self.dump_cache: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self.dump_cache: dict[int, tuple[Any, dict[str, Any], bool]] = {}
+        self._child_sets: dict[str, set[str]] = {}
+        self._spec_volumes: list[dict[str, Any]] | None = None
         self.graph_cache: dict[tuple[int, str | None], tuple[Any, DagGraph]] = {}
         self._mutations = 0
+        # Counts nodes reaching a fulfilled phase: when one does during a walk, its parent may be able to
+        # move on, so the walk repeats; otherwise one walk per reconcile is enough.
+        self._settled = 0
+        # Synchronization: the runtime's shared lock manager; what this workflow holds, by holder name.
+        self.locks = locks if locks is not None else LockManager()
+        self._held: dict[str, list[str]] = {}
+        self.lock_waiting: set[str] = set()
+        self._restore_locks()
         self._plan = Plan()
         self.now = 0.0
         self._requeue: float | None = None
@@ -202,6 +214,9 @@ class Reconciler:
             self._plan.finished = True
             return self._finish_plan()
         if st.phase in ("", WF_PENDING):
+            if not self._workflow_lock():
+                self._plan.finished = st.fulfilled()
+                return self._finish_plan()
             self._start_workflow()
         self.globals.local["workflow.duration"] = f"{max(0.0, now - (st.started_at or now)):f}"
         # Expression functions that need the time (now(), sprig.date of a string) read it from here.
@@ -213,12 +228,12 @@ class Reconciler:
             # Nodes that finish while their parent is being walked (skips, cache hits, errors) can make
             # more progress possible in the same reconcile: walk again until nothing changes.
             for _ in range(_MAX_PASSES):
-                before = self._mutations
+                before = self._settled
                 try:
                     self._operate()
                 except SluiceError as exc:
                     self._mark_workflow(WF_ERROR, str(exc))
-                if self._mutations == before or st.fulfilled():
+                if self._settled == before or st.fulfilled():
                     break
         self._plan.finished = st.fulfilled()
         return self._finish_plan()
@@ -280,11 +295,14 @@ class Reconciler:
 
     def spec_volumes(self) -> list[dict[str, Any]]:
         """Workflow-level volumes, with volumeClaimTemplates as claims named ``<workflow>-<claim>``."""
+        if self._spec_volumes is not None:
+            return self._spec_volumes
         out = [dict(v) for v in self.spec.volumes]
         for claim in self.spec.volume_claim_templates:
             cname = (claim.get("metadata") or {}).get("name")
             if cname:
                 out.append({"name": cname, "persistentVolumeClaim": {"claimName": f"{self.name}-{cname}"}})
+        self._spec_volumes = out
         return out
 
     # ================================================================ nodes
@@ -329,6 +347,7 @@ class Reconciler:
             node.node_flag = dict(opts.node_flag)
         if phase in N.FULFILLED_PHASES:
             node.finished_at = self.now
+            self._settled += 1
         self.status.nodes[nid] = node
         if type_ == N.POD and node.active():
             self.active_pods.add(nid)
@@ -361,6 +380,10 @@ class Reconciler:
             changed = True
         if changed:
             self._touch(node)
+            if node.fulfilled():
+                self._settled += 1
+            if node.fulfilled() and self._held:
+                self._release_locks(self._node_holder(node.id))
         return node
 
     def _mark_error(self, node: Node, message: str) -> Node:
@@ -371,7 +394,13 @@ class Reconciler:
         c_id = child.id if isinstance(child, Node) else node_id(self.name, child)
         if p is None:
             return
-        if c_id not in p.children:
+        # A set beside the ordered list keeps this O(1) for parents with thousands of children.
+        known = self._child_sets.get(p.id)
+        if known is None or len(known) != len(p.children):
+            known = set(p.children)
+            self._child_sets[p.id] = known
+        if c_id not in known:
+            known.add(c_id)
             p.children.append(c_id)
             self._touch(p)
 
@@ -526,6 +555,10 @@ class Reconciler:
         if phase in (WF_SUCCEEDED, WF_FAILED, WF_ERROR):
             st.finished_at = self.now
             self._kill_daemons(None)
+            for holder in list(self._held):
+                self._release_locks(holder)
+            self.locks.forget(self._wf_holder() + "/")
+            self.locks.forget(self._wf_holder())
             if phase == WF_ERROR:
                 root = self.status.nodes.get(self.name)
                 if root is not None and root.phase == N.RUNNING:
@@ -625,7 +658,9 @@ class Reconciler:
             return
         wf_status = WORKFLOW_PHASE_OF_NODE.get(node.phase, WF_RUNNING)
         self.globals.local["workflow.status"] = wf_status
-        self.globals.local["workflow.failures"] = self._failures_json()
+        # The failures list walks every node: build it when exit handlers can see it, not every pass.
+        if node.fulfilled() and "workflow.failures" not in self.globals.local:
+            self.globals.local["workflow.failures"] = self._failures_json()
         hooks_done = self._workflow_hooks()
         if not hooks_done or not node.fulfilled():
             return
@@ -778,6 +813,12 @@ class Reconciler:
             except ParallelismReached:
                 return None
 
+        if tmpl.synchronization is not None:
+            waiting = self._template_lock(name, holder, ctx, opts, inv, node)
+            if waiting is not None:
+                return waiting
+            node = self.status.nodes.get(nid)
+
         if tmpl.memoize is not None and node is None:
             hit = self._memo_lookup(inv)
             if hit is not None:
@@ -811,6 +852,8 @@ class Reconciler:
     ) -> Node:
         tmpl = inv.template
         kind = tmpl.kind
+        if node is not None and node.phase == N.PENDING and kind in ("steps", "dag"):
+            self._mark(node, N.RUNNING)
         if kind == "steps":
             from engine.workflows.steps import StepsFrame
 
@@ -1103,6 +1146,148 @@ class Reconciler:
             self._export_globals(node.outputs)
         return node
 
+    # ================================================================ synchronization
+
+    def _wf_holder(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def _node_holder(self, nid: str) -> str:
+        return f"{self.namespace}/{self.name}/{nid}"
+
+    def _lock_requests(self, sync: Any) -> list[LockRequest]:
+        reqs = []
+        for m in sync.all_mutexes():
+            if m.database:
+                raise SluiceError(f"mutex {m.name!r}: database locks are not available in this runtime")
+            reqs.append(LockRequest(mutex_key(m.namespace or self.namespace, m.name), 1))
+        for s in sync.all_semaphores():
+            ref = s.config_map_key_ref
+            if ref is None:
+                raise SluiceError("semaphore: only configMapKeyRef semaphores are available in this runtime")
+            cm = self.configmaps.get(ref.name)
+            raw = cm.get(ref.key) if cm is not None else None
+            if raw is None:
+                raise SluiceError(f"semaphore: ConfigMap {ref.name!r} has no key {ref.key!r}")
+            try:
+                limit = int(str(raw).strip())
+            except ValueError:
+                raise SluiceError(
+                    f"semaphore: ConfigMap {ref.name!r} key {ref.key!r} is not a number"
+                ) from None
+            reqs.append(LockRequest(semaphore_key(s.namespace or self.namespace, ref.name, ref.key), limit))
+        return reqs
+
+    def _created_ts(self) -> float:
+        created = self.workflow.metadata.creation_timestamp
+        ts = N.parse_time(created) if created else None
+        return ts if ts is not None else 0.0
+
+    def _acquire(self, holder: str, reqs: list[LockRequest]) -> bool:
+        ok = self.locks.acquire(reqs, holder, priority=self.spec.priority or 0, created=self._created_ts())
+        if ok and holder not in self._held:
+            self._held[holder] = [r.key for r in reqs]
+            self._sync_status()
+        return ok
+
+    def _release_locks(self, holder: str) -> None:
+        keys = self._held.pop(holder, None)
+        if keys is None:
+            return
+        for key in keys:
+            self.locks.release(key, holder)
+        self._sync_status()
+
+    def _sync_status(self) -> None:
+        mutexes = []
+        semaphores = []
+        for holder, keys in self._held.items():
+            for key in keys:
+                if "/Mutex/" in key:
+                    mutexes.append({"mutex": key, "holder": holder})
+                else:
+                    semaphores.append({"semaphore": key, "holders": [holder]})
+        sync: dict[str, Any] = {}
+        if mutexes:
+            sync["mutex"] = {"holding": mutexes}
+        if semaphores:
+            sync["semaphore"] = {"holding": semaphores}
+        self.status.synchronization = sync or None
+        self._plan.workflow_changed = True
+
+    def _restore_locks(self) -> None:
+        sync = self.status.synchronization or {}
+        for h in (sync.get("mutex") or {}).get("holding", []):
+            self._held.setdefault(h["holder"], []).append(h["mutex"])
+            self.locks.restore(h["mutex"], h["holder"])
+        for h in (sync.get("semaphore") or {}).get("holding", []):
+            for holder in h.get("holders", []):
+                self._held.setdefault(holder, []).append(h["semaphore"])
+                self.locks.restore(h["semaphore"], holder)
+
+    def _workflow_lock(self) -> bool:
+        """Take the workflow-level locks; False (workflow Pending, waiting) when they are held elsewhere."""
+        sync = self.spec.synchronization
+        if sync is None:
+            return True
+        holder = self._wf_holder()
+        if holder in self._held:
+            return True
+        try:
+            reqs = self._lock_requests(sync)
+        except SluiceError as exc:
+            self._mark_workflow(WF_FAILED, f"Failed to acquire the synchronization lock. {exc}")
+            return False
+        if self._acquire(holder, reqs):
+            self.lock_waiting.discard(holder)
+            return True
+        first = reqs[0]
+        message = f"Waiting for {first.key} lock. {self.locks.describe(first.key, first.limit)}"
+        if self.status.phase != WF_PENDING or self.status.message != message:
+            self.status.phase = WF_PENDING
+            self.status.message = message
+            self._plan.workflow_changed = True
+        self.lock_waiting.add(holder)
+        return False
+
+    def _template_lock(
+        self, name: str, holder: Holder, ctx: TemplateContext, opts: Opts, inv: Invocation, node: Node | None
+    ) -> Node | None:
+        """None when the template's locks are held (or taken now); else the node left Pending to wait."""
+        nid = node_id(self.name, name)
+        lock_holder = self._node_holder(nid)
+        if lock_holder in self._held:
+            return None
+        sync = inv.template.synchronization
+        assert sync is not None
+        try:
+            reqs = self._lock_requests(sync)
+        except SluiceError as exc:
+            return self._error_node(node, name, holder, ctx, opts, str(exc))
+        if self._acquire(lock_holder, reqs):
+            self.lock_waiting.discard(lock_holder)
+            if node is not None and node.synchronization_status:
+                node.synchronization_status = None
+                node.message = None
+                if node.type == N.POD and node.active():
+                    self.active_pods.add(node.id)
+                self._touch(node)
+            return None
+        first = reqs[0]
+        message = f"Waiting for {first.key} lock. {self.locks.describe(first.key, first.limit)}"
+        if node is None:
+            node = self._init_node(
+                name, _node_type(inv.template), N.PENDING, holder=holder, tctx=ctx, opts=opts
+            )
+            node.inputs = inv.inputs_json
+        # A node waiting for a lock has no process: it does not count toward parallelism.
+        self.active_pods.discard(node.id)
+        if node.message != message or not node.synchronization_status:
+            node.message = message
+            node.synchronization_status = {"waiting": first.key}
+            self._touch(node)
+        self.lock_waiting.add(lock_holder)
+        return node
+
     # ================================================================ parallelism
 
     def _check_parallelism(self, tmpl: Template, opts: Opts) -> None:
@@ -1235,6 +1420,17 @@ def _is_pod_type(tmpl: Template) -> bool:
     return any(
         getattr(tmpl, k) is not None for k in ("container", "script", "resource", "container_set", "data")
     )
+
+
+def _node_type(tmpl: Template) -> str:
+    kind = tmpl.kind
+    return {
+        "steps": N.STEPS,
+        "dag": N.DAG,
+        "suspend": N.SUSPEND,
+        "http": N.HTTP,
+        "plugin": N.PLUGIN,
+    }.get(kind or "", N.POD)
 
 
 def _template_of_ref(node: Node) -> str | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from engine.workflows import nodes as N
 from engine.workflows.frames import Launch, continues_on, exit_hook, prepare_launches
 from engine.workflows.nodes import Node
-from engine.workflows.outputs import NAMESPACE_SUFFIXES, aggregate_variable, node_variable
+from engine.workflows.outputs import NAMESPACE_SUFFIXES, aggregate_variable, node_variable, node_variables
 from engine.workflows.scope import MISSING, Scope
 
 if TYPE_CHECKING:
@@ -392,7 +392,7 @@ class StepGroupFrame:
         hooks = step.hooks
         if not hooks and not step.on_exit:
             return True
-        scope = sf.scope.child({f"steps.{step.name}.status": node.phase})
+        scope = sf.scope.child(node_variables(f"steps.{step.name}", node, rec.status.nodes))
         done = True
         if any(k != "exit" for k in hooks):
             done = rec.run_lifecycle_hooks(hooks, node, boundary_id=sf.node.id, tctx=sf.inv.tctx, scope=scope)

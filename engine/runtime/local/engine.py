@@ -38,6 +38,7 @@ from engine.workflows.plan import KillStep, Plan, RunStep, SaveMemo, StepOutcome
 from engine.workflows.reconciler import Reconciler, Settings
 from engine.workflows.status import WorkflowStatus
 from engine.workflows.submit import prepare_workflow
+from engine.workflows.sync import LockManager
 from engine.workflows.validate import validate_workflow
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,8 @@ class LocalEngine:
         self.executor: LocalExecutor | None = None
         self._memo: dict[str, dict[str, Any]] = {}
         self._closed = False
+        # Mutexes and semaphores are shared by every workflow this engine runs.
+        self.locks = LockManager(on_release=self._on_lock_release)
 
     # ================================================================ lifecycle
 
@@ -307,6 +310,7 @@ class LocalEngine:
             status,
             configmaps=self.configmaps(meta.namespace),
             memo=self._memo,
+            locks=self.locks,
             settings=Settings(
                 default_active_deadline_seconds=self.settings.default_active_deadline_seconds,
                 always_capture_result=True,
@@ -318,6 +322,11 @@ class LocalEngine:
         return run
 
     # ================================================================ the driver loop
+
+    def _on_lock_release(self, _key: str) -> None:
+        for run in self.runs.values():
+            if run.reconciler.lock_waiting and not run.done.is_set():
+                run.wake.set()
 
     def _on_outcome(self, outcome: StepOutcome) -> None:
         run = self._node_run.get(outcome.node_id)
