@@ -22,9 +22,11 @@ demo: $(STAMP) sysdeps
 	SLUICE_HOME=$${SLUICE_HOME:-$$(mktemp -d)} $(VENV)/bin/sluice run examples/workflows/hello-world.yaml --watch
 	SLUICE_HOME=$${SLUICE_HOME:-$$(mktemp -d)} $(VENV)/bin/sluice run examples/workflows/dag-diamond.yaml --watch
 
+LINTED := $(wildcard engine tests benchmarks)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check engine tests benchmarks
-	$(VENV)/bin/ruff format --check engine tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict $(PURE)
