@@ -184,7 +184,9 @@ async def _run(args: argparse.Namespace) -> int:
     # Objects the file brings along (templates, configmaps) are stored first, as `apply` would.
     _apply_objects(engine.store, [d for d in docs if d.kind != "Workflow"], namespace=args.namespace)
     await engine.start(adopt=False)
-    live = _Live() if args.watch and args.output not in ("json", "yaml") else None
+    # Long runs show live progress on a terminal; --watch asks for it elsewhere too.
+    want_live = args.watch or (sys.stdout.isatty() and not args.quiet)
+    live = _Live() if want_live and args.output not in ("json", "yaml") else None
     runs = []
     try:
         for d in workflows:
@@ -827,12 +829,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     _add_params(p)
     p.add_argument("--entrypoint")
-    p.add_argument("-w", "--watch", action="store_true", help="show live progress")
+    p.add_argument("-w", "--watch", action="store_true", help="show live progress (default on a terminal)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live progress, only the final view")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml", "name"], default="wide")
     p.add_argument(
         "--isolation",
         default=os.environ.get("SLUICE_ISOLATION", "auto"),
-        help="step isolation: auto, bwrap, namespace or session",
+        help="step isolation: auto, bwrap, unshare or session",
     )
     p.add_argument(
         "--active-deadline-seconds", type=int, default=None, help="deadline for workflows that set none"

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +33,7 @@ from engine.errors import SluiceError, SpecError, StateError
 from engine.runtime.local.artifacts import LocalDirRepository
 from engine.runtime.local.executor import LocalExecutor
 from engine.runtime.local.store import CLUSTER, Store, WorkflowRow
+from engine.spec.duration import parse_duration
 from engine.spec.workflow import Workflow, WorkflowSpec, WorkflowTemplate
 from engine.workflows import nodes as N
 from engine.workflows.plan import KillStep, Plan, RunStep, SaveMemo, StepOutcome
@@ -57,6 +59,22 @@ def _proc_start(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+def _remover(path: Path) -> Callable[[], None]:
+    def remove() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    return remove
+
+
+def _seconds(value: str | None, default: float) -> float:
+    if not value:
+        return default
+    try:
+        return parse_duration(value)
+    except ValueError:
+        return default
 
 
 def owner_id() -> str:
@@ -368,6 +386,7 @@ class LocalEngine:
     async def _apply(self, run: WorkflowRun, plan: Plan) -> None:
         # Persist first: what the runtime does next must never be ahead of what is stored.
         self._persist(run, plan)
+        self._collect_garbage(run, plan)
         executor = self.executor
         assert executor is not None
         for action in plan.actions:
@@ -423,6 +442,63 @@ class LocalEngine:
         self.store.save_progress(run.uid, run.status, plan.changed_nodes, control=control)
         if plan.finished:
             self.store.set_owner(run.uid, None)
+
+    # ================================================================ garbage collection
+
+    def _collect_garbage(self, run: WorkflowRun, plan: Plan) -> None:
+        """podGC (a local pod is its directory: logs and private root) and ttlStrategy."""
+        spec = run.workflow.spec
+        gc = spec.pod_gc
+        if gc is not None and gc.strategy:
+            delay = _seconds(gc.delete_delay_duration, 5.0)
+            nodes = run.status.nodes
+            strategy = gc.strategy
+            doomed: list[N.Node] = []
+            if strategy in ("OnPodCompletion", "OnPodSuccess"):
+                for nid in plan.changed_nodes:
+                    n = nodes.get(nid)
+                    done = n is not None and n.type == N.POD and n.completed()
+                    if done and n is not None and (strategy == "OnPodCompletion" or n.phase == N.SUCCEEDED):
+                        doomed.append(n)
+            elif plan.finished and (strategy == "OnWorkflowCompletion" or run.status.phase == "Succeeded"):
+                doomed = [n for n in nodes.values() if n.type == N.POD]
+            for n in doomed:
+                tmpl = n.template_name or (n.template_ref or {}).get("template")
+                self._later(delay, _remover(self.home / "pods" / N.pod_name(run.name, n.name, tmpl)))
+        ttl = spec.ttl_strategy
+        if ttl is not None and plan.finished:
+            secs = ttl.seconds_after_success if run.status.phase == "Succeeded" else ttl.seconds_after_failure
+            if secs is None:
+                secs = ttl.seconds_after_completion
+            if secs is not None:
+                self._later(float(secs), lambda: self._expire(run.uid))
+
+    def _later(self, delay: float, fn: Callable[[], object]) -> None:
+        if self._closed:
+            return
+        asyncio.get_running_loop().call_later(max(0.0, delay), fn)
+
+    def _expire(self, uid: str) -> None:
+        row = self.store.get_workflow_by_uid(uid)
+        if row is None or row.phase not in ("Succeeded", "Failed", "Error"):
+            return
+        self.runs.pop(uid, None)
+        self.store.delete_workflow(uid)
+
+    def expire_finished(self) -> int:
+        """Delete finished workflows whose ttlStrategy has run out (e.g. while no engine was up)."""
+        now = self.clock()
+        count = 0
+        for row in self.store.list_workflows():
+            if row.phase not in ("Succeeded", "Failed", "Error") or row.finished_at is None:
+                continue
+            ttl = (row.manifest.get("spec") or {}).get("ttlStrategy") or {}
+            key = "secondsAfterSuccess" if row.phase == "Succeeded" else "secondsAfterFailure"
+            secs = ttl.get(key, ttl.get("secondsAfterCompletion"))
+            if secs is not None and now >= row.finished_at + float(secs):
+                self.store.delete_workflow(row.uid)
+                count += 1
+        return count
 
     def _notify(self, run: WorkflowRun) -> None:
         for listener in list(run.listeners):

@@ -391,7 +391,7 @@ class LocalExecutor:
                 outcome = await self._run_http(pod)
             else:
                 outcome = self._outcome(
-                    pod, "Error", f"{step.kind} templates are not supported by the local executor"
+                    pod, "Error", f"{step.kind} templates are not supported by the local runtime"
                 )
         except _Stopped:
             outcome = None

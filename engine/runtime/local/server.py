@@ -204,6 +204,7 @@ class Server:
         home = eng.home
         sock = socket_path(home)
         adopted = await eng.start(adopt=True)
+        eng.expire_finished()
         if adopted:
             log.info("continuing %d unfinished workflow(s): %s", len(adopted), ", ".join(adopted))
         with contextlib.suppress(FileNotFoundError):
