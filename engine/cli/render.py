@@ -129,7 +129,7 @@ def render_tree(
         tmpl = node.template_name or ((node.template_ref or {}).get("template") or "")
         pod = ""
         if node.type == N.POD:
-            pod = pod_name(wf_name, node.name, tmpl or None)
+            pod = pod_name(wf_name, node.id, tmpl or None)
         dur = node_duration(node, now)
         shown = dur is not None and node.type in (N.POD, N.SUSPEND, N.HTTP, N.CONTAINER)
         label = node.display_name

@@ -214,7 +214,10 @@ class DagFrame:
         for name in self.graph.tasks:
             node = self._task_node(name)
             if node is None:
-                self.candidates.add(name)
+                # Only tasks with no dependencies can be ready now; the others become candidates when
+                # a dependency finishes (in _advance).
+                if not self.graph.deps.get(name):
+                    self.candidates.add(name)
                 continue
             # Re-derive launches (deterministic from scope) so children can be advanced after a restart,
             # and re-link the node (a DAG rebuilt by retry starts without children).
@@ -344,19 +347,24 @@ class DagFrame:
             return
         order = self.graph.order
         pending = sorted(self.candidates, key=lambda n: order.get(n, 0))
+        held: list[str] = []
         for name in pending:
             if name in self.launched:
-                self.candidates.discard(name)
                 continue
             ready = all(d in self.done for d in self.graph.deps.get(name, ()) if d in self.graph.tasks)
             if not ready:
-                self.candidates.discard(name)
                 continue
-            started = self._start_task(name)
-            if started:
-                self.candidates.discard(name)
+            if self.rec.pods_saturated():
+                # No pod can start now: keep the rest for a later reconcile instead of binding inputs
+                # for tasks that would be refused anyway.
+                held.append(name)
+                continue
+            if not self._start_task(name):
+                held.append(name)
             if self.node.fulfilled():
-                return
+                break
+        # A fresh set: a set that only ever had items discarded keeps its old capacity and slows iteration.
+        self.candidates = set(held)
 
     def _depends_holds(self, name: str) -> bool | str:
         """True/False from the depends logic, or an error message."""

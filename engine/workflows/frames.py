@@ -131,6 +131,9 @@ def prepare_launches(
     """
     holder = holder_of(step)
     local = {prefix_var: step.name}
+    # The step's own name is visible in its fields ({{steps.name}} / {{tasks.name}}), as Argo resolves it
+    # when it substitutes the called template.
+    scope = scope.child(dict(local))
     expanded = step.with_items is not None or step.with_param is not None or step.with_sequence is not None
     try:
         args = step.arguments

@@ -80,7 +80,7 @@ def build_step_run(rec: Reconciler, node: Node, inv: Invocation) -> StepRun:
     if kind is None or kind not in _KINDS:
         raise SluiceError(f"template {tmpl.name!r} cannot run as a step")
     scope = inv.scope
-    pname = pod_name(rec.name, node.name, tmpl.name)
+    pname = pod_name(rec.name, node.id, tmpl.name)
     container: dict[str, Any] = {}
     script_source: str | None = None
     if tmpl.container is not None:

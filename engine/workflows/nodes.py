@@ -63,13 +63,19 @@ _HASH_ROOM = 10
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def pod_name(workflow_name: str, node_name: str, template_name: str | None) -> str:
-    """Argo's v2 pod name: ``<wf>-<template>-<fnv32a(node name)>``, prefix cut to fit 253 characters."""
-    if workflow_name == node_name:
+def pod_name(workflow_name: str, nid: str, template_name: str | None) -> str:
+    """Argo's v2 pod name ``<wf>-<template>-<hash>``, from the node's id (prefix cut to fit 253 characters).
+
+    The hash part is the node id's suffix, so a node whose id was disambiguated after a hash collision
+    (``<wf>-<hash>-1``) also gets a pod name of its own.
+    """
+    if nid == workflow_name:
         return workflow_name
+    head = workflow_name + "-"
+    suffix = nid[len(head) :] if nid.startswith(head) else str(fnv32a(nid))
     prefix = f"{workflow_name}-{template_name}" if template_name else workflow_name
     room = POD_NAME_MAX - _HASH_ROOM - 1
-    return f"{prefix[:room]}-{fnv32a(node_name)}"
+    return f"{prefix[:room]}-{suffix}"
 
 
 def rfc3339(ts: float | None) -> str | None:

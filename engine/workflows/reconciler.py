@@ -177,6 +177,9 @@ class Reconciler:
         self.active_pods: set[str] = {
             n.id for n in self.status.nodes.values() if n.type == N.POD and n.active()
         }
+        # Pod counts for status.progress, kept as nodes change instead of recounted per save.
+        self._pods_total = sum(1 for n in self.status.nodes.values() if n.type == N.POD)
+        self._pods_done = sum(1 for n in self.status.nodes.values() if n.type == N.POD and not n.active())
         self._timers: list[tuple[float, str]] = []
         # Leaves whose RunStep was issued by this Reconciler instance, and kills already requested.
         self._started: set[str] = set()
@@ -184,6 +187,11 @@ class Reconciler:
         # Derived from templates, keyed by the template object's id (the entry keeps the object alive).
         self.dump_cache: dict[int, tuple[Any, dict[str, Any], bool]] = {}
         self._child_sets: dict[str, set[str]] = {}
+        self._memo_pending: dict[str, dict[str, Any]] = {}
+        # Names whose node id is not the plain hash (a collision was resolved with a suffix).
+        self._ids: dict[str, str] = {
+            n.name: nid for nid, n in self.status.nodes.items() if nid != node_id(self.name, n.name)
+        }
         self._spec_volumes: list[dict[str, Any]] | None = None
         self.graph_cache: dict[tuple[int, str | None], tuple[Any, DagGraph]] = {}
         self._mutations = 0
@@ -278,6 +286,10 @@ class Reconciler:
             if self._timers:
                 self._want_requeue(self._timers[0][0])
         plan.requeue_at = self._requeue
+        progress = f"{self._pods_done}/{self._pods_total}"
+        if progress != self.status.progress:
+            self.status.progress = progress
+            plan.workflow_changed = True
         self._plan = Plan()
         return plan
 
@@ -291,7 +303,30 @@ class Reconciler:
         self._mutations += 1
 
     def node_id_of(self, name: str) -> str:
-        return node_id(self.name, name)
+        return self.id_for(name)
+
+    def id_for(self, name: str) -> str:
+        """The id of the node called ``name``: Argo's hash, or the hash plus ``-k`` after a collision.
+
+        Two names can hash alike (32 bits; a 10,000-node workflow meets a collision about once in a
+        hundred). The first node keeps the plain id; a later one gets the next free suffix, which its
+        stored status keeps, so lookups by name never return another node.
+        """
+        known = self._ids.get(name)
+        if known is not None:
+            return known
+        base = node_id(self.name, name)
+        existing = self.status.nodes.get(base)
+        if existing is None or existing.name == name:
+            return base
+        k = 1
+        while True:
+            candidate = f"{base}-{k}"
+            other = self.status.nodes.get(candidate)
+            if other is None or other.name == name:
+                self._ids[name] = candidate
+                return candidate
+            k += 1
 
     def spec_volumes(self) -> list[dict[str, Any]]:
         """Workflow-level volumes, with volumeClaimTemplates as claims named ``<workflow>-<claim>``."""
@@ -308,7 +343,7 @@ class Reconciler:
     # ================================================================ nodes
 
     def node(self, name: str) -> Node | None:
-        return self.status.nodes.get(node_id(self.name, name))
+        return self.status.nodes.get(self.id_for(name))
 
     def _init_node(
         self,
@@ -322,11 +357,9 @@ class Reconciler:
         message: str | None = None,
         display_name: str | None = None,
     ) -> Node:
-        nid = node_id(self.name, name)
+        nid = self.id_for(name)
         existing = self.status.nodes.get(nid)
         if existing is not None:
-            if existing.name != name:
-                raise SluiceError(f"node id collision between {existing.name!r} and {name!r}")
             return existing
         node = Node(
             id=nid,
@@ -345,12 +378,19 @@ class Reconciler:
             node.template_scope = tctx.scope
         if opts.node_flag:
             node.node_flag = dict(opts.node_flag)
+        memo = self._memo_pending.pop(nid, None)
+        if memo is not None:
+            node.memoization_status = memo
         if phase in N.FULFILLED_PHASES:
             node.finished_at = self.now
             self._settled += 1
         self.status.nodes[nid] = node
-        if type_ == N.POD and node.active():
-            self.active_pods.add(nid)
+        if type_ == N.POD:
+            self._pods_total += 1
+            if node.active():
+                self.active_pods.add(nid)
+            else:
+                self._pods_done += 1
         self._touch(node)
         return node
 
@@ -365,6 +405,8 @@ class Reconciler:
     def _mark(self, node: Node, phase: str, message: str | None = None) -> Node:
         changed = False
         if node.phase != phase:
+            if node.type == N.POD and node.active() and phase not in (N.PENDING, N.RUNNING):
+                self._pods_done += 1
             node.phase = phase
             changed = True
             if node.type == N.POD:
@@ -382,6 +424,17 @@ class Reconciler:
             self._touch(node)
             if node.fulfilled():
                 self._settled += 1
+                ms = node.memoization_status
+                if phase == N.SUCCEEDED and ms and not ms.get("hit"):
+                    # Argo saves a memoized node's outputs when it succeeds (leaves and steps/DAGs alike).
+                    self._plan.actions.append(
+                        SaveMemo(
+                            cache=ms["cacheName"],
+                            key=ms["key"],
+                            outputs=node.outputs.to_dict() if node.outputs else {},
+                            node_id=node.id,
+                        )
+                    )
             if node.fulfilled() and self._held:
                 self._release_locks(self._node_holder(node.id))
         return node
@@ -391,7 +444,7 @@ class Reconciler:
 
     def _add_child(self, parent: Node | str, child: Node | str) -> None:
         p = parent if isinstance(parent, Node) else self.node(parent)
-        c_id = child.id if isinstance(child, Node) else node_id(self.name, child)
+        c_id = child.id if isinstance(child, Node) else self.id_for(child)
         if p is None:
             return
         # A set beside the ordered list keeps this O(1) for parents with thousands of children.
@@ -609,7 +662,7 @@ class Reconciler:
         )
 
     def _pod_name_of(self, node: Node) -> str:
-        return pod_name(self.name, node.name, node.template_name or _template_of_ref(node))
+        return pod_name(self.name, node.id, node.template_name or _template_of_ref(node))
 
     def _part_of_exit_handler(self, node: Node) -> bool:
         seen = 0
@@ -737,12 +790,13 @@ class Reconciler:
                         "message": n.message or "",
                         "templateName": n.template_name or "",
                         "phase": n.phase,
-                        "podName": pod_name(self.name, n.name, n.template_name),
+                        "podName": pod_name(self.name, n.id, n.template_name),
                         "finishedAt": N.rfc3339(n.finished_at),
                     }
                 )
-        # Argo quotes the JSON so that it survives being substituted into a YAML/JSON string.
-        return json.dumps(json.dumps(failures, separators=(",", ":")))
+        # Argo quotes the JSON so that it survives being substituted into a YAML/JSON string; with no
+        # failures it marshals a nil list, "null".
+        return json.dumps(json.dumps(failures or None, separators=(",", ":")))
 
     # ================================================================ executeTemplate
 
@@ -759,7 +813,7 @@ class Reconciler:
         display_name: str | None = None,
     ) -> Node | None:
         """Create or advance the node called ``name``; None when it may not start yet (parallelism)."""
-        nid = node_id(self.name, name)
+        nid = self.id_for(name)
         node = self.status.nodes.get(nid)
         if node is not None:
             if node.fulfilled() and not node.daemoned:
@@ -787,7 +841,7 @@ class Reconciler:
         local_vars["node.name"] = name
         retry = self._retry_strategy(tmpl)
         if _is_pod_type(tmpl) and retry is None:
-            local_vars["pod.name"] = pod_name(self.name, name, tmpl.name)
+            local_vars["pod.name"] = pod_name(self.name, self.id_for(name), tmpl.name)
         try:
             inv = bind_inputs(
                 tmpl,
@@ -819,10 +873,14 @@ class Reconciler:
                 return waiting
             node = self.status.nodes.get(nid)
 
+        memo_miss: dict[str, Any] | None = None
         if tmpl.memoize is not None and node is None:
             hit = self._memo_lookup(inv)
             if hit is not None:
                 return self._memo_hit_node(name, holder, ctx, opts, inv, hit)
+            ck = self._memo_key(inv)
+            assert ck is not None
+            memo_miss = {"hit": False, "key": ck[1], "cacheName": ck[0]}
 
         if retry is not None:
             from engine.workflows.retry import RetryFrame
@@ -831,12 +889,17 @@ class Reconciler:
             if rnode is None:
                 rnode = self._init_node(name, N.RETRY, N.RUNNING, holder=holder, tctx=ctx, opts=opts)
                 rnode.inputs = inv.inputs_json
+            if memo_miss is not None and rnode.memoization_status is None:
+                rnode.memoization_status = memo_miss
             rframe = RetryFrame(
                 self, rnode, holder, ctx, args, opts, inv, retry, local or {}, resolved_artifacts
             )
             self.frames[rnode.id] = rframe
             return rframe.execute()
 
+        if memo_miss is not None:
+            # The node does not exist yet: remember the key so a success fills the cache.
+            self._memo_pending[self.id_for(name)] = memo_miss
         return self._dispatch(name, holder, ctx, inv, opts, node, display_name=display_name)
 
     def _dispatch(
@@ -929,7 +992,8 @@ class Reconciler:
         """The earliest of the workflow deadline, template activeDeadlineSeconds and timeout."""
         candidates: list[float] = []
         wd = self._workflow_deadline()
-        if wd is not None:
+        # Exit handlers run after the deadline has passed; it must not kill them (as in Argo).
+        if wd is not None and not self._part_of_exit_handler(node):
             candidates.append(wd)
         tmpl = inv.template
         start = node.started_at if node.started_at is not None else self.now
@@ -1033,15 +1097,6 @@ class Reconciler:
                     art["globalName"] = a.global_name
         if outs is not None and node.phase == N.SUCCEEDED:
             self._export_globals(outs)
-        if tmpl.memoize is not None and node.phase == N.SUCCEEDED and node.memoization_status:
-            self._plan.actions.append(
-                SaveMemo(
-                    cache=node.memoization_status["cacheName"],
-                    key=node.memoization_status["key"],
-                    outputs=(outs.to_dict() if outs else {}),
-                    node_id=node.id,
-                )
-            )
         self._touch(node)
 
     def _leaf_output_value(self, node: Node, inv: Invocation, p: Parameter) -> str | None:
@@ -1253,7 +1308,7 @@ class Reconciler:
         self, name: str, holder: Holder, ctx: TemplateContext, opts: Opts, inv: Invocation, node: Node | None
     ) -> Node | None:
         """None when the template's locks are held (or taken now); else the node left Pending to wait."""
-        nid = node_id(self.name, name)
+        nid = self.id_for(name)
         lock_holder = self._node_holder(nid)
         if lock_holder in self._held:
             return None
@@ -1289,6 +1344,11 @@ class Reconciler:
         return node
 
     # ================================================================ parallelism
+
+    def pods_saturated(self) -> bool:
+        """True when workflow parallelism allows no new pod now."""
+        par = self.spec.parallelism
+        return par is not None and len(self.active_pods) >= par
 
     def _check_parallelism(self, tmpl: Template, opts: Opts) -> None:
         par = self.spec.parallelism

@@ -19,7 +19,7 @@ from engine.spec.duration import format_duration, parse_duration
 from engine.spec.workflow import Arguments, RetryStrategy
 from engine.workflows import nodes as N
 from engine.workflows.invocation import InputError, bind_inputs
-from engine.workflows.nodes import Node, NodeOutputs, node_id, pod_name
+from engine.workflows.nodes import Node, NodeOutputs, pod_name
 from engine.workflows.scope import evaluate_bool
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class RetryFrame:
         local["retries"] = str(index)
         tmpl = self.inv.template
         if tmpl.kind in ("container", "script", "resource", "container_set", "data"):
-            local["pod.name"] = pod_name(rec.name, name, tmpl.name)
+            local["pod.name"] = pod_name(rec.name, rec.id_for(name), tmpl.name)
         exit_code, duration, status, message = "0", "0", "", ""
         if last is not None:
             if last.outputs is not None and last.outputs.exit_code is not None:
@@ -126,7 +126,7 @@ class RetryFrame:
     def _run_attempt(self, index: int, last: Node | None) -> Node | None:
         rec = self.rec
         name = f"{self.node.name}({index})"
-        nid = node_id(rec.name, name)
+        nid = rec.id_for(name)
         existing = rec.status.nodes.get(nid)
         if existing is not None:
             if existing.fulfilled() and not existing.daemoned:

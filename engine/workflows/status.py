@@ -82,7 +82,7 @@ class WorkflowStatus:
             out["finishedAt"] = rfc3339(self.finished_at)
         if self.message:
             out["message"] = self.message
-        out["progress"] = self.compute_progress()
+        out["progress"] = self.progress or self.compute_progress()
         if self.estimated_duration is not None:
             out["estimatedDuration"] = self.estimated_duration
         if include_nodes and self.nodes:

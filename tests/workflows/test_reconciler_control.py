@@ -362,3 +362,42 @@ spec:
     assert node.phase == "Succeeded" and node.outputs.result == "cached"
     assert node.memoization_status == {"hit": True, "key": "k1", "cacheName": "cache"}
     assert rec.status.phase == "Succeeded"
+
+
+def test_memoized_step_on_a_miss_runs_and_asks_to_save_its_outputs() -> None:
+    manifest = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: memo}
+spec:
+  entrypoint: t
+  templates:
+  - name: t
+    memoize: {key: "k-{{workflow.name}}", cache: {configMap: {name: cache}}}
+    container: {image: busybox, command: [echo]}
+"""
+    from engine.workflows.plan import SaveMemo
+
+    rec, runs = start(manifest)
+    node = rec.status.nodes["memo"]
+    assert node.memoization_status == {"hit": False, "key": "k-memo", "cacheName": "cache"}
+    plan = rec.reconcile([StepOutcome(node_id=runs[0].step.node_id, phase="Succeeded", result="out")], 101.0)
+    saves = [a for a in plan.actions if isinstance(a, SaveMemo)]
+    assert [(s.cache, s.key, s.outputs) for s in saves] == [("cache", "k-memo", {"result": "out"})]
+
+
+def test_exit_handler_runs_after_the_workflow_deadline_without_that_deadline() -> None:
+    manifest = EXIT.replace("onExit: handler", "onExit: handler\n  activeDeadlineSeconds: 5")
+    r = simulate(
+        manifest, outcome=lambda run: None if run.template_name == "main" else {"phase": "Succeeded"}
+    )
+    handler = next(s for s in r.started if s.template_name == "handler")
+    assert handler.deadline is None
+    assert r.by_name()["ex.onExit"].phase == "Succeeded"
+    assert r.phase == "Failed"
+
+
+def test_workflow_failures_is_null_when_nothing_failed() -> None:
+    r = simulate(EXIT)
+    handler = next(s for s in r.started if s.template_name == "handler")
+    assert handler.container["args"] == ["Succeeded", '"null"']

@@ -286,3 +286,28 @@ spec:
     assert node.phase == "Error"
     assert node.message == "inputs.parameters.need was not supplied"
     assert r.phase == "Failed"
+
+
+def test_node_names_whose_hashes_collide_get_distinct_ids_and_both_run() -> None:
+    # "…each(6058:6058)" and "…each(6496:6496)" have the same 32-bit FNV hash, Argo's node id.
+    manifest = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: bench-bench}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: each, template: t, withSequence: {count: "6497"}}
+  - name: t
+    container: {image: busybox, command: [echo]}
+"""
+    r = simulate(manifest)
+    assert r.phase == "Succeeded"
+    assert len(r.started) == 6497
+    a = r.by_name()["bench-bench[0].each(6058:6058)"]
+    b = r.by_name()["bench-bench[0].each(6496:6496)"]
+    assert a.id != b.id and b.id == f"{a.id}-1"
+    pods = {s.pod_name for s in r.started}
+    assert len(pods) == 6497
