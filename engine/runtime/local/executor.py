@@ -260,6 +260,8 @@ class LocalExecutor:
         self._home_tag = iso.home_id(self._home)
         self._pods: dict[str, _Pod] = {}
         self._by_node: dict[str, _Pod] = {}
+        self._sweep: list[tuple[str, int]] = []
+        self._sweep_scheduled = False
 
     # ---------------------------------------------------------------------------------------------
     # StepExecutor
@@ -850,7 +852,8 @@ class LocalExecutor:
         elif mode == "unshare":
             args, run_cwd = iso.unshare_argv(self._unshare, self._shell, argv), cwd
         else:
-            args = self._bwrap_argv(layout, layout.binds.get(name, []), cwd, argv)
+            # A probe runs in the main container's view of the pod.
+            args = self._bwrap_argv(layout, layout.binds.get(name, layout.binds.get("main", [])), cwd, argv)
             run_cwd = str(layout.pod_dir)
 
         out = open(layout.pod_dir / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
@@ -915,7 +918,18 @@ class LocalExecutor:
         """
         if proc.mode == "session":
             iso.kill_group(proc.process.pid)
-            iso.kill_marked([proc.marker], after_pid=proc.process.pid)
+            # The /proc scan for escapees costs a few hundred microseconds: batch the scans of all
+            # containers that ended in this loop turn, after their outcomes have been reported.
+            self._sweep.append((proc.marker, proc.process.pid))
+            if not self._sweep_scheduled:
+                self._sweep_scheduled = True
+                asyncio.get_running_loop().call_soon(self._sweep_escapees)
+
+    def _sweep_escapees(self) -> None:
+        self._sweep_scheduled = False
+        batch, self._sweep = self._sweep, []
+        if batch:
+            iso.kill_marked([m for m, _ in batch], after_pid=min(pid for _, pid in batch))
 
     def _kill_tree(self, proc: _Proc) -> None:
         proc.killed = True
@@ -942,8 +956,15 @@ class LocalExecutor:
 
     async def _run_pod(self, pod: _Pod) -> StepOutcome:
         step = pod.step
-        inits = [(_container_name(c, f"init-{i}"), c) for i, c in enumerate(step.init_containers)]
         main_mounts = list(step.container.get("volumeMounts") or ())
+        # mirrorVolumeMounts: init containers and sidecars get the main container's mounts too (Argo).
+        inits = [
+            (
+                _container_name(c, f"init-{i}"),
+                _with_mounts(c, main_mounts) if c.get("mirrorVolumeMounts") else c,
+            )
+            for i, c in enumerate(step.init_containers)
+        ]
         sides = [
             # mirrorVolumeMounts: the sidecar gets the main container's mounts too (Argo).
             (
@@ -974,8 +995,17 @@ class LocalExecutor:
         watchers = [asyncio.ensure_future(self._wait(p)) for p in sidecars]
 
         main = await self._spawn(pod, layout, step.container, "main", script=script)
-        self._running(pod, main.started_at)
+        ready: asyncio.Future[None] | None = None
+        if step.daemon and step.container.get("readinessProbe"):
+            # A daemon counts as up (and its dependents start) only once its probe passes, as in Argo.
+            ready = asyncio.ensure_future(self._await_ready(pod, layout, main))
+        else:
+            self._running(pod, main.started_at)
         code = await self._wait(main)
+        if ready is not None:
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ready
         stopped = pod.stop_message
 
         sidecar_failure = ""
@@ -999,6 +1029,56 @@ class LocalExecutor:
             phase = "Failed"
             message = f"Error (exit code {code})" if code != 0 else sidecar_failure
         return await self._collect(pod, layout, phase, message, code, stopped=stopped is not None)
+
+    async def _await_ready(self, pod: _Pod, layout: _Layout, main: _Proc) -> None:
+        probe = pod.step.container.get("readinessProbe") or {}
+        # Kubernetes defaults to a 10 s period; local steps start in milliseconds, so poll each second.
+        period = float(probe.get("periodSeconds") or 1)
+        timeout = float(probe.get("timeoutSeconds") or 1)
+        await asyncio.sleep(float(probe.get("initialDelaySeconds") or 0))
+        while main.process.returncode is None and pod.stop_message is None:
+            try:
+                ok = await asyncio.wait_for(self._probe_once(pod, layout, probe), timeout)
+            except (TimeoutError, OSError, ExecutorError):
+                ok = False
+            if ok:
+                self._running(pod, main.started_at)
+                return
+            await asyncio.sleep(period)
+
+    async def _probe_once(self, pod: _Pod, layout: _Layout, probe: Mapping[str, Any]) -> bool:
+        main = pod.step.container
+        if "exec" in probe:
+            c = {
+                "name": "readiness",
+                "image": main.get("image"),
+                "command": list((probe.get("exec") or {}).get("command") or []),
+                "env": list(main.get("env") or []),
+                "volumeMounts": list(main.get("volumeMounts") or []),
+            }
+            proc = await self._spawn(pod, layout, c, "readiness")
+            try:
+                return await self._wait(proc) == 0
+            finally:
+                pod.procs.pop("readiness", None)
+        for kind in ("tcpSocket", "httpGet"):
+            if kind not in probe:
+                continue
+            spec = probe.get(kind) or {}
+            port = _probe_port(spec.get("port"), main)
+            host = str(spec.get("host") or POD_IP)
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                if kind == "tcpSocket":
+                    return True
+                path = str(spec.get("path") or "/")
+                writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+                await writer.drain()
+                status = (await reader.readline()).split()
+                return len(status) >= 2 and status[1][:1] in (b"2", b"3")
+            finally:
+                writer.close()
+        return True
 
     async def _collect(
         self,
@@ -1197,6 +1277,19 @@ class LocalExecutor:
         pod.inner = task
         res = await self._race(pod, task)
         return self._outcome(pod, res.phase, res.message, result=res.result)
+
+
+def _probe_port(port: Any, container: Mapping[str, Any]) -> int:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    text = str(port)
+    if text.isdigit():
+        return int(text)
+    for p in container.get("ports") or ():
+        if p.get("name") == text and p.get("containerPort"):
+            return int(p["containerPort"])
+    raise ExecutorError(f"readiness probe: unknown port {port!r}")
 
 
 def _with_mounts(c: Mapping[str, Any], extra: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
