@@ -140,7 +140,9 @@ class _Live:
             self.stream.write(out)
             self.stream.flush()
             return
-        for node in status.nodes.values():
+        root = manifest["metadata"]["name"]
+        # Steps in the order they started, the workflow's own line last.
+        for node in sorted(status.nodes.values(), key=lambda n: (n.id == root, n.started_at or 0.0)):
             if self._phases.get(node.id) != node.phase:
                 self._phases[node.id] = node.phase
                 if (
@@ -811,12 +813,9 @@ def _add_params(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sluice", description="Run Argo-style workflows locally or on Kubernetes."
-    )
+    parser = argparse.ArgumentParser(prog="sluice", description="Run Argo-style workflows on this machine.")
     parser.add_argument("--home", help="state directory (default: $SLUICE_HOME or ~/.sluice)")
     parser.add_argument("-n", "--namespace", default="default")
-    parser.add_argument("--kube", action="store_true", help="talk to a Kubernetes cluster instead")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
@@ -991,9 +990,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_INVALID
-    if args.kube:
-        print("sluice: --kube: the Kubernetes runtime is not available in this build", file=sys.stderr)
-        return EXIT_FAILED
     try:
         code: int = args.func(args)
         return code
