@@ -120,3 +120,38 @@ def test_workflows_sharing_a_mutex_never_overlap(tmp_path: Path, count: int) -> 
     spans = run(go())
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end
+
+
+CLAIMS = """
+apiVersion: sluice.dev/v1alpha1
+kind: Workflow
+metadata: {generateName: claims-}
+spec:
+  entrypoint: main
+  volumeClaimTemplates:
+  - metadata: {name: work}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Mi}}}
+  templates:
+  - name: main
+    container:
+      image: busybox
+      command: [sh, -c, "echo data > /work/file && exit CODE"]
+      volumeMounts: [{name: work, mountPath: /work}]
+"""
+
+
+@pytest.mark.parametrize(("code", "kept"), [(0, False), (1, True)])
+def test_volume_claims_are_removed_after_success_and_kept_after_failure(
+    tmp_path: Path, code: int, kept: bool
+) -> None:
+    async def go() -> tuple[str, bool]:
+        eng = LocalEngine(home=tmp_path)
+        await eng.start(adopt=False)
+        r = await eng.submit(wf(CLAIMS.replace("CODE", str(code))))
+        await r.done.wait()
+        await eng.close()
+        return r.status.phase, (tmp_path / "volumes" / f"{r.name}-work" / "file").exists()
+
+    phase, exists = run(go())
+    assert phase == ("Succeeded" if code == 0 else "Failed")
+    assert exists is kept

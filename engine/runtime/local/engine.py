@@ -507,6 +507,14 @@ class LocalEngine:
             for n in doomed:
                 tmpl = n.template_name or (n.template_ref or {}).get("template")
                 self._later(delay, _remover(self.home / "pods" / N.pod_name(run.name, n.name, tmpl)))
+        if plan.finished and spec.volume_claim_templates:
+            # volumeClaimGC: claims made for this workflow go when it ends (by default only on success).
+            claim_gc = (spec.volume_claim_gc or {}).get("strategy") or "OnWorkflowSuccess"
+            if claim_gc == "OnWorkflowCompletion" or run.status.phase == "Succeeded":
+                for claim in spec.volume_claim_templates:
+                    cname = (claim.get("metadata") or {}).get("name")
+                    if cname:
+                        shutil.rmtree(self.home / "volumes" / f"{run.name}-{cname}", ignore_errors=True)
         ttl = spec.ttl_strategy
         if ttl is not None and plan.finished:
             secs = ttl.seconds_after_success if run.status.phase == "Succeeded" else ttl.seconds_after_failure
