@@ -23,6 +23,10 @@ For each scenario and size it reports, as the median of ``--repeat`` runs (CPU t
 * ``json``/``gzip`` the final ``status.to_dict()`` as compact JSON, and gzip'ed at level 6 (Argo's
                 ``compressedNodes`` level); the Kubernetes runtime stores it base64-encoded (x 4/3).
 
+The planner runs with the garbage-collector settings every runtime applies at start-up
+(``engine.runtime.gctune.tune_gc``: long-lived node graphs would otherwise be rescanned over and over);
+``--default-gc`` measures with Python's defaults instead, for comparison.
+
 Targets (printed next to the figures with PASS/MISS, judged at 10,000 only): reconcile CPU <= 2 s,
 time(10k)/time(1k) <= 12 (linear is 10), gzip'ed status <= 1 MB (etcd's object limit). Missing a target
 is a finding, not a failure: the exit code is 0 either way. ``--quick`` runs 100 and 1,000 once.
@@ -368,7 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", action="append", choices=[s.name for s in SCENARIOS], help="only these")
     ap.add_argument("--profile", choices=[s.name for s in SCENARIOS], help="cProfile one scenario, large N")
     ap.add_argument("--top", type=int, default=30, help="rows of --profile output")
+    ap.add_argument("--default-gc", action="store_true", help="Python's GC thresholds, not the runtimes'")
     args = ap.parse_args(argv)
+    if not args.default_gc:
+        from engine.runtime.gctune import tune_gc
+
+        tune_gc()
 
     small, large = (100, 1_000) if args.quick else (1_000, 10_000)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -381,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"core_scale: planner CPU time, steps succeed instantly; median of {repeat} run(s); "
         f"Python {platform.python_version()}, {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.1f};"
+        f" GC {'Python defaults' if args.default_gc else 'as the runtimes set it'};"
         f" engine from {Path(engine.__file__).parent}"
     )
     head = (

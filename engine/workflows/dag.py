@@ -156,12 +156,17 @@ class DagFrame:
         # Node id -> (task name, launch) for started nodes not done yet.
         self.waiting: dict[str, tuple[str, Launch]] = {}
         # Tasks that may be ready to start.
-        self.candidates: set[str] = set()
+        # An insertion-ordered set: roots in definition order, then tasks as they become ready.
+        self.candidates: dict[str, None] = {}
         self._built = False
         # Children that failed or errored (template-level failFast counts them).
         self.bad: set[str] = set()
         # Loop children held back by parallelism, by task name.
         self.pending_children: dict[str, list[Launch]] = {}
+        # How many of each task's dependencies are not done yet: a task is ready at zero.
+        self.missing: dict[str, int] = {
+            name: sum(1 for d in deps if d in self.graph.tasks) for name, deps in self.graph.deps.items()
+        }
 
     def close(self) -> None:
         self.waiting.clear()
@@ -217,7 +222,7 @@ class DagFrame:
                 # Only tasks with no dependencies can be ready now; the others become candidates when
                 # a dependency finishes (in _advance).
                 if not self.graph.deps.get(name):
-                    self.candidates.add(name)
+                    self.candidates[name] = None
                 continue
             # Re-derive launches (deterministic from scope) so children can be advanced after a restart,
             # and re-link the node (a DAG rebuilt by retry starts without children).
@@ -269,13 +274,10 @@ class DagFrame:
     def _advance(self) -> None:
         rec = self.rec
         # Loop children first, so a TaskGroup sees its last child finish in the same pass.
-        entries = sorted(
-            self.waiting.items(),
-            key=lambda kv: (
-                rec.status.nodes[kv[0]].type == N.TASK_GROUP if kv[0] in rec.status.nodes else False
-            ),
-        )
-        for nid, (name, launch) in entries:
+        nodes = rec.status.nodes
+        first = [kv for kv in self.waiting.items() if kv[0] not in nodes or nodes[kv[0]].type != N.TASK_GROUP]
+        groups = [kv for kv in self.waiting.items() if kv[0] in nodes and nodes[kv[0]].type == N.TASK_GROUP]
+        for nid, (name, launch) in first + groups:
             node = rec.status.nodes.get(nid)
             if node is None:
                 continue
@@ -305,9 +307,12 @@ class DagFrame:
                 continue
             del self.waiting[nid]
             task_node = self._task_node(name)
-            if task_node is not None and task_node.id == nid:
+            if task_node is not None and task_node.id == nid and name not in self.done:
                 self.done.add(name)
-                self.candidates.update(self.graph.dependents.get(name, ()))
+                for dependent in self.graph.dependents.get(name, ()):
+                    self.missing[dependent] -= 1
+                    if self.missing[dependent] == 0:
+                        self.candidates[dependent] = None
 
     def _advance_group(self, name: str, group: Node) -> None:
         """A TaskGroup is fulfilled when all its children are; its phase is the last failure's."""
@@ -345,14 +350,10 @@ class DagFrame:
     def _schedule(self) -> None:
         if not self.candidates:
             return
-        order = self.graph.order
-        pending = sorted(self.candidates, key=lambda n: order.get(n, 0))
+        pending = list(self.candidates)
         held: list[str] = []
         for name in pending:
-            if name in self.launched:
-                continue
-            ready = all(d in self.done for d in self.graph.deps.get(name, ()) if d in self.graph.tasks)
-            if not ready:
+            if name in self.launched or self.missing.get(name, 0) > 0:
                 continue
             if self.rec.pods_saturated():
                 # No pod can start now: keep the rest for a later reconcile instead of binding inputs
@@ -363,8 +364,7 @@ class DagFrame:
                 held.append(name)
             if self.node.fulfilled():
                 break
-        # A fresh set: a set that only ever had items discarded keeps its old capacity and slows iteration.
-        self.candidates = set(held)
+        self.candidates = dict.fromkeys(held)
 
     def _depends_holds(self, name: str) -> bool | str:
         """True/False from the depends logic, or an error message."""

@@ -74,7 +74,7 @@ class WorkflowStatus:
                     done += 1
         return f"{done}/{total}"
 
-    def to_dict(self, *, include_nodes: bool = True) -> dict[str, Any]:
+    def to_dict(self, *, include_nodes: bool = True, include_stored: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"phase": self.phase}
         if self.started_at is not None:
             out["startedAt"] = rfc3339(self.started_at)
@@ -89,7 +89,7 @@ class WorkflowStatus:
             out["nodes"] = {nid: n.to_dict() for nid, n in self.nodes.items()}
         if self.outputs:
             out["outputs"] = self.outputs
-        if self.stored_templates:
+        if self.stored_templates and include_stored:
             out["storedTemplates"] = self.stored_templates
         if self.conditions:
             out["conditions"] = self.conditions

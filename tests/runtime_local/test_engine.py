@@ -155,3 +155,27 @@ def test_volume_claims_are_removed_after_success_and_kept_after_failure(
     phase, exists = run(go())
     assert phase == ("Succeeded" if code == 0 else "Failed")
     assert exists is kept
+
+
+def test_a_database_from_before_the_manifests_table_is_migrated_without_loss(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    from engine.runtime.local.store import Store
+
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.executescript(
+        "CREATE TABLE workflows (uid TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL,"
+        " manifest TEXT NOT NULL, phase TEXT NOT NULL DEFAULT '', message TEXT,"
+        " status TEXT NOT NULL DEFAULT '{}', control TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL,"
+        " finished_at REAL, owner TEXT, UNIQUE (namespace, name));"
+    )
+    manifest = {"apiVersion": "sluice.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "old"}}
+    db.execute(
+        "INSERT INTO workflows (uid, namespace, name, manifest, phase, created_at) VALUES (?,?,?,?,?,?)",
+        ("u1", "default", "old", json.dumps(manifest), "Succeeded", 1.0),
+    )
+    db.commit()
+    db.close()
+    row = Store(tmp_path).get_workflow("default", "old")
+    assert row is not None and row.manifest == manifest and row.phase == "Succeeded"

@@ -811,7 +811,7 @@ class LocalExecutor:
             if os.path.isdir(host) or not os.access(host, os.X_OK):
                 raise ExecutorError(f'failed to start: exec: "{shown}": permission denied')
             return host
-        found = shutil.which(argv0, path=path)
+        found = _which(argv0, path)
         if found is None:
             raise ExecutorError(f'failed to start: exec: "{shown}": executable file not found in $PATH')
         return found
@@ -1277,6 +1277,22 @@ class LocalExecutor:
         pod.inner = task
         res = await self._race(pod, task)
         return self._outcome(pod, res.phase, res.message, result=res.result)
+
+
+_WHICH: dict[tuple[str, str], str] = {}
+
+
+def _which(command: str, path: str) -> str | None:
+    """``shutil.which`` remembered for commands found (a command installed later is still found)."""
+    # Looking a command up walks PATH with a stat per entry; steps run the same few commands.
+    key = (command, path)
+    found = _WHICH.get(key)
+    if found is not None and os.access(found, os.X_OK):
+        return found
+    found = shutil.which(command, path=path)
+    if found is not None and len(_WHICH) < 4096:
+        _WHICH[key] = found
+    return found
 
 
 def _probe_port(port: Any, container: Mapping[str, Any]) -> int:

@@ -1,10 +1,11 @@
 """The local runtime's state: one SQLite database (WAL) under ``$SLUICE_HOME``.
 
-Tables: workflows (manifest, phase, control flags, status without nodes, owning process), nodes (one row
-per node, JSON — only changed nodes are written after each reconcile), stored objects (WorkflowTemplate,
-ClusterWorkflowTemplate, CronWorkflow, ConfigMap, Secret), the memoization cache, cron state and log of
-submissions. Every reconcile's changes are written in one transaction, so a ``kill -9`` loses nothing
-that was acknowledged. Used by the local engine, the server and the CLI.
+Tables: workflows (phase, message, status without nodes, control flags, owning process), manifests
+(each workflow's manifest and stored templates, written once), nodes (one row per node, JSON — only
+changed nodes are written after each reconcile), stored objects (WorkflowTemplate,
+ClusterWorkflowTemplate, CronWorkflow, ConfigMap, Secret), the memoization cache and cron state.
+Every reconcile's changes are written in one transaction, so a ``kill -9`` loses nothing that was
+acknowledged. Used by the local engine, the server and the CLI.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ CREATE TABLE IF NOT EXISTS workflows (
     uid TEXT PRIMARY KEY,
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
-    manifest TEXT NOT NULL,
     phase TEXT NOT NULL DEFAULT '',
     message TEXT,
     status TEXT NOT NULL DEFAULT '{}',
@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS workflows (
     UNIQUE (namespace, name)
 );
 CREATE INDEX IF NOT EXISTS workflows_phase ON workflows (phase);
+-- Written once per workflow, apart from the row updated after every reconcile: SQLite rewrites a
+-- whole record on update, and a big manifest would make every step's write as large as the workflow.
+CREATE TABLE IF NOT EXISTS manifests (
+    uid TEXT PRIMARY KEY,
+    manifest TEXT NOT NULL,
+    stored TEXT NOT NULL DEFAULT '{}'
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS nodes (
     wf_uid TEXT NOT NULL,
     node_id TEXT NOT NULL,
@@ -109,10 +116,31 @@ class Store:
             # drop the last transactions.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open state database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+
+    def _migrate(self) -> None:
+        """Move manifests out of the workflows table of a database written before they had their own."""
+        cols = [r[1] for r in self._db.execute("PRAGMA table_info(workflows)")]
+        if "manifest" not in cols:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS manifests (uid TEXT PRIMARY KEY, manifest TEXT NOT NULL,"
+                " stored TEXT NOT NULL DEFAULT '{}') WITHOUT ROWID"
+            )
+            self._db.execute(
+                "INSERT OR IGNORE INTO manifests (uid, manifest) SELECT uid, manifest FROM workflows"
+            )
+            self._db.execute("ALTER TABLE workflows DROP COLUMN manifest")
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -156,7 +184,7 @@ class Store:
         owner: str | None,
         now: float,
     ) -> None:
-        meta = status.to_dict(include_nodes=False)
+        meta = status.to_dict(include_nodes=False, include_stored=False)
         with self.tx() as db:
             exists = db.execute(
                 "SELECT 1 FROM workflows WHERE namespace=? AND name=?", (namespace, name)
@@ -164,19 +192,13 @@ class Store:
             if exists:
                 raise StateError(f"workflow {name!r} already exists in namespace {namespace!r}")
             db.execute(
-                "INSERT INTO workflows (uid, namespace, name, manifest, phase, status, control, created_at,"
-                " owner) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    uid,
-                    namespace,
-                    name,
-                    json.dumps(manifest),
-                    status.phase,
-                    json.dumps(meta),
-                    "{}",
-                    now,
-                    owner,
-                ),
+                "INSERT INTO workflows (uid, namespace, name, phase, status, control, created_at, owner)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (uid, namespace, name, status.phase, json.dumps(meta), "{}", now, owner),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO manifests (uid, manifest, stored) VALUES (?,?,?)",
+                (uid, json.dumps(manifest), json.dumps(status.stored_templates)),
             )
 
     def save_progress(
@@ -188,7 +210,7 @@ class Store:
         control: dict[str, Any] | None = None,
     ) -> None:
         """Write the changed nodes and the workflow's status in one transaction."""
-        meta = status.to_dict(include_nodes=False)
+        meta = status.to_dict(include_nodes=False, include_stored=False)
         rows = []
         for nid in changed:
             node = status.nodes.get(nid)
@@ -231,7 +253,7 @@ class Store:
                 (
                     status.phase,
                     status.message,
-                    json.dumps(status.to_dict(include_nodes=False)),
+                    json.dumps(status.to_dict(include_nodes=False, include_stored=False)),
                     status.finished_at,
                     uid,
                 ),
@@ -247,7 +269,7 @@ class Store:
 
     def update_manifest(self, uid: str, manifest: dict[str, Any]) -> None:
         with self.tx() as db:
-            db.execute("UPDATE workflows SET manifest=? WHERE uid=?", (json.dumps(manifest), uid))
+            db.execute("UPDATE manifests SET manifest=? WHERE uid=?", (json.dumps(manifest), uid))
 
     def _row(self, r: tuple[Any, ...]) -> WorkflowRow:
         return WorkflowRow(
@@ -257,37 +279,41 @@ class Store:
             manifest=json.loads(r[3]),
             phase=r[4],
             message=r[5],
-            status=json.loads(r[6]),
+            status={**json.loads(r[6]), "storedTemplates": json.loads(r[11] or "{}")},
             control=json.loads(r[7]),
             created_at=r[8],
             finished_at=r[9],
             owner=r[10],
         )
 
-    _COLS = "uid, namespace, name, manifest, phase, message, status, control, created_at, finished_at, owner"
+    _COLS = (
+        "w.uid, w.namespace, w.name, m.manifest, w.phase, w.message, w.status, w.control, w.created_at,"
+        " w.finished_at, w.owner, m.stored"
+    )
+    _FROM = "workflows w JOIN manifests m ON m.uid = w.uid"
 
     def get_workflow(self, namespace: str, name: str) -> WorkflowRow | None:
         rows = self._query(
-            f"SELECT {self._COLS} FROM workflows WHERE namespace=? AND name=?", (namespace, name)
+            f"SELECT {self._COLS} FROM {self._FROM} WHERE w.namespace=? AND w.name=?", (namespace, name)
         )
         return self._row(rows[0]) if rows else None
 
     def get_workflow_by_uid(self, uid: str) -> WorkflowRow | None:
-        rows = self._query(f"SELECT {self._COLS} FROM workflows WHERE uid=?", (uid,))
+        rows = self._query(f"SELECT {self._COLS} FROM {self._FROM} WHERE w.uid=?", (uid,))
         return self._row(rows[0]) if rows else None
 
     def list_workflows(self, namespace: str | None = None, *, unfinished: bool = False) -> list[WorkflowRow]:
-        sql = f"SELECT {self._COLS} FROM workflows"
+        sql = f"SELECT {self._COLS} FROM {self._FROM}"
         where: list[str] = []
         args: list[Any] = []
         if namespace is not None:
-            where.append("namespace=?")
+            where.append("w.namespace=?")
             args.append(namespace)
         if unfinished:
-            where.append("phase NOT IN ('Succeeded','Failed','Error')")
+            where.append("w.phase NOT IN ('Succeeded','Failed','Error')")
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at"
+        sql += " ORDER BY w.created_at"
         return [self._row(r) for r in self._query(sql, args)]
 
     def load_status(self, row: WorkflowRow) -> WorkflowStatus:
@@ -301,6 +327,7 @@ class Store:
         with self.tx() as db:
             db.execute("DELETE FROM nodes WHERE wf_uid=?", (uid,))
             db.execute("DELETE FROM workflows WHERE uid=?", (uid,))
+            db.execute("DELETE FROM manifests WHERE uid=?", (uid,))
 
     # --- objects --------------------------------------------------------------------------------------
 
