@@ -620,7 +620,7 @@ class DagFrame:
         if rec.control.shutdown:
             return N.FAILED
         nodes = rec.status.nodes
-        target_ids = {rec.node_id_of(f"{self.node.name}.{t}"): t for t in self.graph.targets}
+        target_ids = {rec.id_for(f"{self.node.name}.{t}"): t for t in self.graph.targets}
         target_phase: dict[str, str] = dict.fromkeys(target_ids, "")
         queue: deque[tuple[str, str]] = deque((c, N.SUCCEEDED) for c in self.node.children)
         seen: set[tuple[str, str]] = set(queue)

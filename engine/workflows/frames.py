@@ -122,7 +122,7 @@ def _when_false(when: str | None) -> tuple[bool, str | None]:
 
 
 def prepare_launches(
-    step: Step, base_name: str, scope: Scope, *, prefix_var: str, skip_absent_check: bool = False
+    step: Step, base_name: str, scope: Scope, *, prefix_var: str
 ) -> tuple[list[Launch], bool]:
     """The launches of one step or task, and whether it was expanded from a loop.
 

@@ -213,7 +213,7 @@ class Reconciler:
     def reconcile(self, observations: Iterable[StepOutcome] = (), now: float = 0.0) -> Plan:
         """Apply observations, advance the workflow, and return what the runtime must do."""
         self.now = now
-        self._plan = Plan()
+        # self._plan already holds what operations (resume, suspend, stop) changed since the last plan.
         self._requeue = None
         for obs in observations:
             self._observe(obs)
@@ -245,6 +245,14 @@ class Reconciler:
                     break
         self._plan.finished = st.fulfilled()
         return self._finish_plan()
+
+    def pending_changes(self) -> set[str]:
+        """Node ids that operations changed since the last reconcile (the next plan reports them too)."""
+        return set(self._plan.changed_nodes)
+
+    def fail(self, message: str) -> None:
+        """End the workflow in Error (the runtime could not go on with it)."""
+        self._mark_workflow(WF_ERROR, message)
 
     def suspend(self) -> None:
         self.control.suspend = True
@@ -301,9 +309,6 @@ class Reconciler:
     def _touch(self, node: Node) -> None:
         self._plan.changed_nodes.add(node.id)
         self._mutations += 1
-
-    def node_id_of(self, name: str) -> str:
-        return self.id_for(name)
 
     def id_for(self, name: str) -> str:
         """The id of the node called ``name``: Argo's hash, or the hash plus ``-k`` after a collision.

@@ -307,15 +307,11 @@ class _Checker:
                     self.add(f"{tp}.{field}", f"task {task.name!r} depends on unknown task {d!r}")
                 else:
                     graph.add_edge(d, task.name)
-            ancestors = set(deps)
             for key in _tag_keys(task.dump()):
                 if key.startswith("tasks.") and key != "tasks.name":
                     ref = key.split(".")[1]
                     if ref not in names:
                         self.add(tp, f"failed to resolve {{{{{key}}}}}: no task named {ref!r}")
-                    elif ref not in ancestors and ref not in nx.ancestors(graph, task.name):
-                        # Only ancestors' outputs are visible to a task; resolved after the graph is built.
-                        pass
         cycle = None
         # find_cycle walks slowly on big acyclic graphs; the acyclicity test is linear and cheap.
         if not nx.is_directed_acyclic_graph(graph):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import SluiceError, SpecError, StateError
+from engine.errors import SluiceError, StateError
 from engine.runtime.gctune import tune_gc
 from engine.runtime.local.artifacts import LocalDirRepository
 from engine.runtime.local.executor import LocalExecutor
@@ -417,7 +417,7 @@ class LocalEngine:
             raise
         except Exception as exc:
             log.exception("workflow %s: engine error", run.name)
-            rec._mark_workflow("Error", f"engine error: {exc}")
+            rec.fail(f"engine error: {exc}")
             self._persist(run, Plan(workflow_changed=True))
         finally:
             run.done.set()
@@ -605,9 +605,8 @@ class LocalEngine:
     ) -> int:
         run = self._run_or_fail(name, namespace)
         count = run.reconciler.resume(node, outputs=outputs)
-        if node is None and count == 0 and not run.reconciler.control.suspend:
-            pass
-        self.store.save_progress(run.uid, run.status, list(run.status.nodes))
+        # Stored before answering, so an acknowledged resume survives a crash.
+        self.store.save_progress(run.uid, run.status, run.reconciler.pending_changes())
         self._poke(run)
         return count
 
@@ -695,7 +694,3 @@ class LocalEngine:
                 await asyncio.wait_for(run.done.wait(), 30)
             run.task.cancel()
         self.store.delete_workflow(row.uid)
-
-
-def spec_error_lines(exc: SpecError) -> list[str]:
-    return exc.lines()
