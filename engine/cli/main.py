@@ -188,17 +188,22 @@ async def _run(args: argparse.Namespace) -> int:
     await engine.start(adopt=False)
     # Long runs show live progress on a terminal; --watch asks for it elsewhere too.
     want_live = args.watch or (sys.stdout.isatty() and not args.quiet)
-    live = _Live() if want_live and args.output not in ("json", "yaml") else None
+    live = _Live() if want_live and args.output not in ("json", "yaml", "name") else None
     runs = []
     try:
         for d in workflows:
-            run = await engine.submit(
-                d.obj, namespace=args.namespace, parameters=params, entrypoint=args.entrypoint
-            )
+            try:
+                run = await engine.submit(
+                    d.obj, namespace=args.namespace, parameters=params, entrypoint=args.entrypoint
+                )
+            except SpecError as exc:
+                raise (exc if exc.file else exc.with_file(d.source)) from None
             runs.append(run)
+            if args.output == "name":
+                print(run.name)
             if live is not None:
                 run.listeners.append(_redraw(live, run.workflow.dump()))
-            elif args.output not in ("json", "yaml"):
+            elif args.output not in ("json", "yaml", "name"):
                 print(f"Name: {run.name}", file=sys.stderr)
         loop = asyncio.get_running_loop()
         interrupted = 0
@@ -223,6 +228,8 @@ async def _run(args: argparse.Namespace) -> int:
             live.update(manifest, run.status, force=True)
         if args.output in ("json", "yaml"):
             objs.append(workflow_object(manifest, run.status))
+        elif args.output == "name":
+            pass  # printed at submission
         elif live is None or not live.tty:
             print(render_get(manifest, run.status, now=time.time()))
         if run.status.phase != "Succeeded":
@@ -422,16 +429,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
     client = _client(args)
     names = []
     for d in workflows:
-        res = client.call(
-            "POST",
-            "/api/v1/workflows",
-            {
-                "manifest": d.raw,
-                "namespace": args.namespace,
-                "parameters": params,
-                "entrypoint": args.entrypoint,
-            },
-        )
+        try:
+            res = client.call(
+                "POST",
+                "/api/v1/workflows",
+                {
+                    "manifest": d.raw,
+                    "namespace": args.namespace,
+                    "parameters": params,
+                    "entrypoint": args.entrypoint,
+                },
+            )
+        except SpecError as exc:
+            raise (exc if exc.file else exc.with_file(d.source)) from None
         names.append(res["name"])
         if args.output == "name":
             print(res["name"])

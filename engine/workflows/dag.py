@@ -247,6 +247,9 @@ class DagFrame:
                 if child is not None:
                     self.rec._add_child(node, child)
                     self.waiting[child.id] = (name, launch)
+                elif not node.fulfilled():
+                    # Held back by parallelism before a restart.
+                    self.pending_children.setdefault(name, []).append(launch)
         self.waiting[node.id] = (name, launches[0] if launches else Launch(base, task, holder_of(task)))
 
     # --- execution -----------------------------------------------------------------------------------
@@ -273,6 +276,8 @@ class DagFrame:
 
     def _advance(self) -> None:
         rec = self.rec
+        if self.pending_children:
+            self._start_pending_children()
         # Loop children first, so a TaskGroup sees its last child finish in the same pass.
         nodes = rec.status.nodes
         first = [kv for kv in self.waiting.items() if kv[0] not in nodes or nodes[kv[0]].type != N.TASK_GROUP]
@@ -476,8 +481,10 @@ class DagFrame:
             self._connect(name, group)
             self.launched[name] = launches
             self.waiting[group.id] = (name, Launch(base, task, holder))
-            for launch in launches:
-                self._start_child(name, launch, group)
+            for i, launch in enumerate(launches):
+                if not self._start_child(name, launch, group):
+                    self.pending_children[name].extend(launches[i + 1 :])
+                    break
             self._advance_group(name, group)
             return True
         return self._start_single(name, launches[0])
@@ -533,7 +540,8 @@ class DagFrame:
         self._created(name, [launch], node)
         return True
 
-    def _start_child(self, name: str, launch: Launch, group: Node) -> None:
+    def _start_child(self, name: str, launch: Launch, group: Node) -> bool:
+        """Create one loop child; False when parallelism holds it back (it is queued)."""
         rec = self.rec
         tctx = self.inv.tctx
         opts = self.child_opts
@@ -573,20 +581,19 @@ class DagFrame:
             if created is None:
                 # Held back by parallelism: retried when the group advances.
                 self.pending_children.setdefault(name, []).append(launch)
-                return
+                return False
             n = created
         self._connect(name, n, group)
         self.waiting[n.id] = (name, launch)
         if n.unsuccessful():
             self.bad.add(n.id)
+        return True
 
     # --- phase -------------------------------------------------------------------------------------
 
     def _assess(self) -> Node:
         rec = self.rec
         node = self.node
-        if self._pending_group_children():
-            return node
         phase = self.assess_phase()
         if phase == N.RUNNING:
             return node
@@ -598,22 +605,19 @@ class DagFrame:
             return node
         return rec._mark(node, N.SUCCEEDED)
 
-    def _pending_group_children(self) -> bool:
-        """Start loop children that parallelism held back; True while some remain."""
+    def _start_pending_children(self) -> None:
+        """Start loop children that parallelism held back (their group waits for them)."""
         pc = self.pending_children
-        if not pc:
-            return False
         for name, launches in list(pc.items()):
             group = self._task_node(name)
             if group is None:
                 continue
-            pc[name] = []
-            for launch in launches:
-                self._start_child(name, launch, group)
-            if not pc[name]:
-                del pc[name]
-            self._advance_group(name, group)
-        return bool(pc) or bool(self.waiting)
+            del pc[name]
+            for i, launch in enumerate(launches):
+                if not self._start_child(name, launch, group):
+                    # Parallelism is used up: the rest wait too, in order.
+                    pc[name].extend(launches[i + 1 :])
+                    break
 
     def assess_phase(self) -> str:
         rec = self.rec

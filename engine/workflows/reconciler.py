@@ -50,7 +50,7 @@ from engine.workflows.plan import (
     SaveMemo,
     StepOutcome,
 )
-from engine.workflows.scope import Scope, evaluate_bool
+from engine.workflows.scope import Scope, evaluate_bool, has_json_tags
 from engine.workflows.status import (
     WF_ERROR,
     WF_FAILED,
@@ -337,7 +337,8 @@ class Reconciler:
         """Workflow-level volumes, with volumeClaimTemplates as claims named ``<workflow>-<claim>``."""
         if self._spec_volumes is not None:
             return self._spec_volumes
-        out = [dict(v) for v in self.spec.volumes]
+        # Only workflow-level variables reach here (a volume is shared by every step), as in Argo.
+        out = [self.globals.substitute_json(v) if has_json_tags(v) else dict(v) for v in self.spec.volumes]
         for claim in self.spec.volume_claim_templates:
             cname = (claim.get("metadata") or {}).get("name")
             if cname:
@@ -985,6 +986,17 @@ class Reconciler:
     def _launch(self, node: Node, inv: Invocation, opts: Opts) -> None:
         if node.id in self._started:
             return
+        shutdown = self.control.shutdown
+        if (shutdown or self._deadline_exceeded) and node.phase == N.PENDING:
+            # No new pod once the workflow is shutting down or past its deadline; an exit handler's
+            # pods still start, except under Terminate.
+            in_exit = self._part_of_exit_handler(node)
+            if shutdown and not (shutdown == STOP and in_exit):
+                self._mark(node, N.FAILED, f"workflow shutdown with strategy: {shutdown}")
+                return
+            if not shutdown and not in_exit:
+                self._mark(node, N.FAILED, DEADLINE_MESSAGE)
+                return
         self._started.add(node.id)
         try:
             run = build_step_run(self, node, inv)

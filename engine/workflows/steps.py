@@ -326,6 +326,11 @@ class StepGroupFrame:
         # Everything is fulfilled: decide the group's phase.
         assert self.launches is not None
         for launch in self.launches:
+            if launch.error is not None:
+                return rec._mark(
+                    sg, N.ERROR, f"step group deemed errored due to child {launch.name} error: {launch.error}"
+                )
+        for launch in self.launches:
             node = rec.node(launch.name)
             if node is None:
                 continue
@@ -347,8 +352,9 @@ class StepGroupFrame:
                 message=launch.error,
                 display_name=launch.display,
             )
+            # The group ends Error once its other children are done (see execute); ending it now would
+            # orphan siblings that are already running.
             rec._add_child(self.sg, node)
-            rec._mark(self.sg, N.ERROR, launch.error)
             self.bad.add(node.id)
             return node
         if launch.skip is not None:

@@ -33,7 +33,6 @@ from engine.workflows.templates import TemplateSource
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
 RETRY_POLICIES = ("Always", "OnFailure", "OnError", "OnTransientError")
-_TAG = re.compile(r"\{\{\s*([^}=][^}]*?)\s*\}\}")
 
 
 class _Checker:
@@ -180,6 +179,7 @@ class _Checker:
         if t.memoize is not None and t.memoize.max_age:
             self.duration(t.memoize.max_age, f"{path}.memoize.maxAge")
         self.retry(t.retry_strategy, f"{path}.retryStrategy")
+        self.images(t, path)
         for i, p in enumerate(t.outputs.parameters):
             if p.value_from is not None:
                 self.expression(
@@ -199,6 +199,20 @@ class _Checker:
             self.dag(t, path)
         if t.http is not None:
             self.expression(t.http.success_condition, f"{path}.http.successCondition")
+
+    def images(self, t: Template, path: str) -> None:
+        """Every container names its image, itself or through templateDefaults."""
+        d = self.spec.template_defaults
+        if d is not None and any(c is not None and c.image for c in (d.container, d.script)):
+            return
+        if t.container is not None and not t.container.image:
+            self.add(f"{path}.container.image", "is required")
+        if t.script is not None and not t.script.image:
+            self.add(f"{path}.script.image", "is required")
+        if t.container_set is not None:
+            for i, c in enumerate(t.container_set.containers):
+                if not c.image:
+                    self.add(f"{path}.containerSet.containers[{i}].image", "is required")
 
     def input_references(self, t: Template, path: str, dumped: dict[str, Any]) -> None:
         """``{{inputs.parameters.x}}`` must name a declared input of the same template."""
@@ -327,7 +341,9 @@ class _Checker:
                 if name not in names:
                     self.add(f"{path}.dag.target", f"target {name!r} is not a task")
 
-    def workflow_spec(self, *, require_entrypoint: bool, is_workflow: bool = True) -> None:
+    def workflow_spec(
+        self, *, require_entrypoint: bool, is_workflow: bool = True, allow_empty_arguments: bool = False
+    ) -> None:
         spec = self.spec
         seen: dict[str, int] = {}
         for i, t in enumerate(spec.templates):
@@ -374,6 +390,15 @@ class _Checker:
             names.add(p.name)
             if p.enum and p.value is not None and p.value not in p.enum:
                 self.add(f"arguments.parameters[{i}].value", f"{p.value!r} is not one of {', '.join(p.enum)}")
+            # A Workflow must say what each argument is; a WorkflowTemplate leaves it to its submitter.
+            if (
+                is_workflow
+                and not allow_empty_arguments
+                and p.value is None
+                and p.value_from is None
+                and p.default is None
+            ):
+                self.add(f"arguments.parameters[{i}].value", "is required")
 
 
 class _Named:
@@ -387,7 +412,7 @@ def _tag_keys(value: Any) -> list[str]:
     out: list[str] = []
     if isinstance(value, str):
         if "{{" in value:
-            out.extend(m.group(1) for m in _TAG.finditer(value))
+            out.extend(t.body for t in expr.find_tags(value) if t.kind == "simple")
     elif isinstance(value, dict):
         for v in value.values():
             out.extend(_tag_keys(v))
@@ -403,14 +428,27 @@ def workflow_problems(
     source: TemplateSource | None = None,
     base: str = "spec",
     require_entrypoint: bool = True,
+    allow_empty_arguments: bool = False,
 ) -> list[Problem]:
     checker = _Checker(spec, source, base=base)
-    checker.workflow_spec(require_entrypoint=require_entrypoint, is_workflow=require_entrypoint)
+    try:
+        checker.workflow_spec(
+            require_entrypoint=require_entrypoint,
+            is_workflow=require_entrypoint,
+            allow_empty_arguments=allow_empty_arguments,
+        )
+    except RecursionError:  # only a spec built in code can get here: the loader bounds nesting
+        checker.problems.append(Problem(base, "nested too deeply to check"))
     return checker.problems
 
 
-def validate_workflow(wf: Workflow, *, source: TemplateSource | None = None) -> None:
-    """Raise SpecError listing every problem of ``wf`` (a Workflow or WorkflowTemplate)."""
+def validate_workflow(
+    wf: Workflow, *, source: TemplateSource | None = None, allow_empty_arguments: bool = False
+) -> None:
+    """Raise SpecError listing every problem of ``wf`` (a Workflow or WorkflowTemplate).
+
+    ``allow_empty_arguments`` is for a check made before ``-p`` values are applied.
+    """
     spec = wf.spec
     if spec.workflow_template_ref is not None:
         if source is None:
@@ -424,7 +462,12 @@ def validate_workflow(wf: Workflow, *, source: TemplateSource | None = None) -> 
 
         spec = merge_workflow_template(base, spec)
     kind = getattr(wf, "kind", "Workflow")
-    problems = workflow_problems(spec, source=source, require_entrypoint=(kind == "Workflow"))
+    problems = workflow_problems(
+        spec,
+        source=source,
+        require_entrypoint=(kind == "Workflow"),
+        allow_empty_arguments=allow_empty_arguments,
+    )
     if problems:
         raise SpecError(problems)
 

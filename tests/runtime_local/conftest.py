@@ -22,6 +22,7 @@ from engine.runtime.local.artifacts import LocalDirRepository
 from engine.runtime.local.executor import LocalExecutor
 from engine.runtime.local.isolation import available_modes, unavailable_reasons
 from engine.workflows.plan import StepOutcome, StepRun
+from tests.procs import pids_with
 
 T = TypeVar("T")
 
@@ -141,36 +142,6 @@ def harness_factory(home: Path) -> Callable[..., Harness]:
 
 
 # ------------------------------------------------------------------------------------------------
-# process inspection, independent of the executor's own markers
-
-
-def pids_with(token: str) -> list[int]:
-    """Live (non-zombie) processes whose command line contains ``token``."""
-    found = []
-    me = os.getpid()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{name}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if token.encode() in cmdline and state != b"Z":
-            found.append(int(name))
-    return found
-
-
-def wait_gone(token: str, timeout: float = 5) -> list[int]:
-    """Poll until no process carries ``token``; return the survivors (empty on success)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = pids_with(token)
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.02)
 
 
 @pytest.fixture

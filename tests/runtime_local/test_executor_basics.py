@@ -130,6 +130,17 @@ def test_args_expand_env_references(harness_factory):
     assert out.result == "hello dear hello $(GREETING)"
 
 
+def test_dollar_paren_sees_only_declared_and_injected_variables(harness_factory):
+    h: Harness = harness_factory()
+    c = {
+        "command": ["echo"],
+        "args": ["$(PATH)", "$(HOME)", "$(ARGO_CONTAINER_NAME)", "$(OWN)"],
+        "env": [{"name": "OWN", "value": "mine $(PATH)"}],
+    }
+    out = run(h.run(make_step(container=c)))
+    assert out.result == "$(PATH) $(HOME) main mine $(PATH)"
+
+
 def test_environment_is_not_the_engines(harness_factory, monkeypatch):
     monkeypatch.setenv("SLUICE_ENGINE_ONLY_SECRET", "leak")
     monkeypatch.setenv("TZ", "UTC")

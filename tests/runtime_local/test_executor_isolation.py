@@ -21,8 +21,9 @@ from engine.runtime.local.isolation import (
     proc_start_time,
 )
 from engine.workflows.plan import DEADLINE_MESSAGE, OutputParameterSpec
+from tests.procs import pids_with, wait_gone
 
-from .conftest import Harness, make_step, pids_with, run, wait_gone
+from .conftest import Harness, make_step, run
 
 PY = sys.executable
 

@@ -6,8 +6,9 @@ import asyncio
 import sys
 
 from engine.workflows.plan import DEADLINE_MESSAGE, OutputParameterSpec
+from tests.procs import pids_with, wait_gone
 
-from .conftest import Harness, make_step, pids_with, run, wait_gone
+from .conftest import Harness, make_step, run
 
 PY = sys.executable
 

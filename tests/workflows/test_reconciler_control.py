@@ -401,3 +401,68 @@ def test_workflow_failures_is_null_when_nothing_failed() -> None:
     r = simulate(EXIT)
     handler = next(s for s in r.started if s.template_name == "handler")
     assert handler.container["args"] == ["Succeeded", '"null"']
+
+
+DAG_LOOP_PARALLELISM = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: lp}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    parallelism: 2
+    dag:
+      tasks:
+      - {name: fan, template: t, withItems: [1, 2, 3, 4, 5]}
+      - {name: after, template: t, depends: fan.Failed}
+  - name: t
+    container: {image: busybox, command: [echo]}
+"""
+
+
+def test_dag_loop_with_template_parallelism_below_its_items_runs_them_all() -> None:
+    active: list[int] = []
+    r = simulate(DAG_LOOP_PARALLELISM, on_round=lambda rec, _round: active.append(len(rec.active_pods)))
+    assert r.phase == "Succeeded"
+    assert [s.node_name for s in r.started] == [f"lp.fan({i}:{i + 1})" for i in range(5)]
+    assert max(active) == 2
+    assert r.by_name()["lp.after"].phase == "Omitted"
+
+
+def test_restart_while_dag_loop_children_are_held_by_parallelism_starts_the_rest() -> None:
+    rec, runs = start(DAG_LOOP_PARALLELISM)
+    assert len(runs) == 2
+    done = [StepOutcome(node_id=r.step.node_id, phase="Succeeded") for r in runs]
+    plan = rec.reconcile(done, 101.0)
+    third = [a.step for a in plan.actions if isinstance(a, RunStep)]
+    assert len(third) == 2
+    # The runtime dies with two children running and one never created.
+    rec2 = Reconciler(rec.workflow, WorkflowStatus.from_dict(json.loads(json.dumps(rec.status.to_dict()))))
+    plan = rec2.reconcile([], 102.0)
+    assert sorted(a.step.node_name for a in plan.actions if isinstance(a, RunStep)) == sorted(
+        s.node_name for s in third
+    )
+    plan = rec2.reconcile([StepOutcome(node_id=s.node_id, phase="Succeeded") for s in third], 103.0)
+    (last,) = [a.step for a in plan.actions if isinstance(a, RunStep)]
+    assert last.node_name == "lp.fan(4:5)"
+    rec2.reconcile([StepOutcome(node_id=last.node_id, phase="Succeeded")], 104.0)
+    assert rec2.status.phase == "Succeeded"
+    assert rec2.status.nodes[rec2.id_for("lp.after")].phase == "Omitted"
+
+
+def test_stop_fails_new_pods_instead_of_starting_them() -> None:
+    rec, runs = start(DAG_LOOP_PARALLELISM)
+    rec.set_shutdown("Stop")
+    plan = rec.reconcile([], 101.0)
+    assert {a.message for a in plan.actions} == {"Stopped with strategy 'Stop'"}
+    stopped = "Stopped with strategy 'Stop'"
+    killed = [StepOutcome(node_id=r.step.node_id, phase="Failed", message=stopped) for r in runs]
+    plan = rec.reconcile(killed, 102.0)
+    # The rest of the fan-out and the task that waits for its failure are never started.
+    assert not any(isinstance(a, RunStep) for a in plan.actions)
+    assert rec.status.phase == "Failed"
+    by_name = {n.name: n for n in rec.status.nodes.values()}
+    assert by_name["lp.fan(4:5)"].phase == "Failed"
+    assert by_name["lp.fan(4:5)"].message == "workflow shutdown with strategy: Stop"
+    assert by_name["lp.after"].message == "workflow shutdown with strategy: Stop"

@@ -231,3 +231,40 @@ def test_wide_dag_costs_each_reconcile_only_what_changed() -> None:
     assert r.phase == "Succeeded"
     assert len(r.started) == layers * width
     assert len({s.node_id for s in r.started}) == layers * width
+
+
+def test_steps_expansion_error_waits_for_running_siblings_then_fails_the_dag_above() -> None:
+    manifest = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: ex}
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - {name: inner, template: group}
+  - name: group
+    steps:
+    - - {name: ok, template: t}
+      - name: bad
+        template: t
+        arguments: {parameters: [{name: v, value: "{{=asInt('x')}}"}]}
+  - name: t
+    inputs: {parameters: [{name: v, default: "1"}]}
+    container: {image: busybox, command: [echo]}
+"""
+    r = simulate(manifest, step_seconds=5.0)
+    assert r.phase == "Failed"
+    assert [s.node_name for s in r.started] == ["ex.inner[0].ok"]
+    nodes = r.by_name()
+    assert nodes["ex.inner[0].ok"].phase == "Succeeded"
+    assert nodes["ex.inner[0].bad"].phase == "Error"
+    assert nodes["ex.inner[0]"].phase == "Error"
+    assert nodes["ex.inner[0]"].message.startswith(
+        "step group deemed errored due to child ex.inner[0].bad error"
+    )
+    # As in Argo, an unsuccessful group fails its steps node with the group's message.
+    assert nodes["ex.inner"].phase == "Failed"
+    assert nodes["ex.inner"].message == nodes["ex.inner[0]"].message

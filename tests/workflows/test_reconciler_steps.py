@@ -311,3 +311,25 @@ spec:
     assert a.id != b.id and b.id == f"{a.id}-1"
     pods = {s.pod_name for s in r.started}
     assert len(pods) == 6497
+
+
+def test_workflow_volumes_see_workflow_parameters() -> None:
+    manifest = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: vol}
+spec:
+  entrypoint: t
+  arguments: {parameters: [{name: dir, value: /srv/in}]}
+  volumes:
+  - {name: data, hostPath: {path: "{{workflow.parameters.dir}}"}}
+  templates:
+  - name: t
+    container:
+      image: busybox
+      command: [ls, /data]
+      volumeMounts: [{name: data, mountPath: /data}]
+"""
+    r = simulate(manifest, parameters=[("dir", "/srv/other")])
+    assert r.phase == "Succeeded"
+    assert r.started[0].volumes == ({"name": "data", "hostPath": {"path": "/srv/other"}},)

@@ -35,6 +35,7 @@ from engine.errors import SluiceError, StateError
 from engine.runtime.gctune import tune_gc
 from engine.runtime.local.artifacts import LocalDirRepository
 from engine.runtime.local.executor import LocalExecutor
+from engine.runtime.local.isolation import proc_start_time
 from engine.runtime.local.store import CLUSTER, Store, WorkflowRow
 from engine.spec.duration import parse_duration
 from engine.spec.workflow import Workflow, WorkflowSpec, WorkflowTemplate
@@ -56,14 +57,6 @@ RUNNING_BATCH_SECONDS = 0.05
 def name_suffix() -> str:
     """Argo-style random suffix for generateName (5 characters)."""
     return "".join(secrets.choice(_SUFFIX_CHARS) for _ in range(5))
-
-
-def _proc_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def _use_pidfd_child_watcher() -> None:
@@ -103,7 +96,7 @@ def _seconds(value: str | None, default: float) -> float:
 
 def owner_id() -> str:
     pid = os.getpid()
-    return f"{pid}:{_proc_start(pid) or '0'}"
+    return f"{pid}:{proc_start_time(pid) or 0}"
 
 
 def owner_alive(owner: str | None) -> bool:
@@ -114,7 +107,8 @@ def owner_alive(owner: str | None) -> bool:
         pid = int(pid_s)
     except ValueError:
         return False
-    return _proc_start(pid) == start
+    started = proc_start_time(pid)
+    return started is not None and str(started) == start
 
 
 class StoreObjects:
@@ -273,7 +267,7 @@ class LocalEngine:
         ns = namespace or wf.metadata.namespace or "default"
         parameters = list(parameters)
         source = self.template_source(ns)
-        validate_workflow(wf, source=source)
+        validate_workflow(wf, source=source, allow_empty_arguments=bool(parameters))
         for _ in range(20):
             prepared, status = prepare_workflow(
                 wf,

@@ -689,18 +689,26 @@ class LocalExecutor:
             env["ARGO_DEADLINE"] = _rfc3339(step.deadline)
         return env
 
-    def _env(self, pod: _Pod, c: Mapping[str, Any], name: str, marker: str, plan: PathPlan) -> dict[str, str]:
+    def _env(
+        self, pod: _Pod, c: Mapping[str, Any], name: str, marker: str, plan: PathPlan
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The process environment, and the variables ``$(VAR)`` may name.
+
+        As on Kubernetes, ``$(VAR)`` sees only what the container declares (env, envFrom) and what the
+        engine injects into every step (``ARGO_*``), never the host's own variables.
+        """
         step = pod.step
-        env = dict(self._base_env)
         if not pod.argo_env:
             pod.argo_env = self._argo_env(step)
-        env.update(pod.argo_env)
-        env["ARGO_CONTAINER_NAME"] = name
+        declared = dict(pod.argo_env)
+        declared["ARGO_CONTAINER_NAME"] = name
+        env = dict(self._base_env)
+        env.update(declared)
         env[MARKER_ENV] = marker
         env_from = c.get("envFrom")
         env_list = c.get("env")
         if not env_from and not env_list:
-            return env
+            return env, declared
         user: dict[str, str] = {}
         ns = step.namespace
         for src in env_from or ():
@@ -724,7 +732,7 @@ class LocalExecutor:
                 continue
             source = item.get("valueFrom")
             if not source:
-                user[var] = expand_vars(str(item.get("value") or ""), {**env, **user})
+                user[var] = expand_vars(str(item.get("value") or ""), {**declared, **user})
                 continue
             value = self._value_from(pod, c, name, var, source)
             if value is not None:
@@ -732,7 +740,8 @@ class LocalExecutor:
         if plan.rewrites:
             user = {k: plan.rewrite(v) for k, v in user.items()}
         env.update(user)
-        return env
+        declared.update(user)
+        return env, declared
 
     def _value_from(
         self, pod: _Pod, c: Mapping[str, Any], name: str, var: str, source: Mapping[str, Any]
@@ -833,8 +842,8 @@ class LocalExecutor:
         plan = layout.plan(name)
         mode = layout.mode
         marker = iso.make_marker(self._home_tag, pod.step.pod_name, name)
-        env = self._env(pod, c, name, marker, plan)
-        argv = [expand_vars(a, env) for a in self._argv(c, name)]
+        env, declared = self._env(pod, c, name, marker, plan)
+        argv = [expand_vars(a, declared) for a in self._argv(c, name)]
         shown = argv[0]
         if plan.rewrites:
             argv = [plan.rewrite(a) for a in argv]
