@@ -1,0 +1,5 @@
+"""Fixtures for the robustness tests: a fresh SLUICE_HOME and a directory shared with steps."""
+
+from tests.cli.support import home, shared
+
+__all__ = ["home", "shared"]
