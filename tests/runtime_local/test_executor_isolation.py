@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -298,6 +299,37 @@ def test_bwrap_plan_rewrites_only_what_cannot_be_mounted(tmp_path):
     )
     assert plan.rewrite("/tmp/x /mnt/vol/y") == "/tmp/x /mnt/vol/y"
     assert plan.rewrite("/etc/cfg/a /etc/app/conf") == f"/v2/a {root}/etc/app/conf"
+
+
+def test_host_directories_under_a_private_top_are_kept(tmp_path):
+    root = tmp_path / "root"
+    for mounted in (False, True):
+        plan = PathPlan.build(
+            root,
+            private_tops={"tmp"},
+            exact=(),
+            mounts={},
+            mounted=mounted,
+            system_tops=(),
+            host_paths=["/tmp/checkout/.venv", "/tmp", "/usr/lib"],
+        )
+        assert plan.host_path("/tmp/checkout/.venv/bin/python") == Path("/tmp/checkout/.venv/bin/python")
+        assert plan.host_path("/tmp/checkout/other") == root / "tmp" / "checkout" / "other"
+        if not mounted:
+            text = "/tmp/checkout/.venv/bin/python /tmp/x"
+            assert plan.rewrite(text) == f"/tmp/checkout/.venv/bin/python {root}/tmp/x"
+
+
+def test_a_program_installed_under_tmp_runs_in_every_mode(harness_factory, mode):
+    """A checkout (and its virtualenv) under /tmp stays reachable although a step's /tmp is private."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        tool = Path(d) / "bin" / "tool"
+        tool.parent.mkdir()
+        tool.write_text("#!/bin/sh\necho tool ran\n")
+        tool.chmod(0o755)
+        h: Harness = harness_factory(mode, extra_path=(str(tool.parent),))
+        out = run(h.run(make_step(container={"command": [str(tool)], "args": ["/tmp/x"]})))
+        assert (out.phase, out.result) == ("Succeeded", "tool ran")
 
 
 def test_mentions_find_top_level_directories():

@@ -248,9 +248,22 @@ class LocalExecutor:
         self._system_tops = iso.host_system_tops(
             [self._home, sys.prefix, sys.base_prefix, sys.executable, host_home, *path_dirs]
         )
-        # Host paths a sandboxed step must still reach when they lie under a private top (a home
-        # under /tmp in tests, a PATH entry there).
-        self._reexpose = [str(self._bin), *path_dirs, host_home]
+        # Host paths a step must still reach when they lie under a private top (a checkout, a home
+        # or a PATH entry under /tmp): a sandbox binds them back, rewriting leaves them alone.
+        self._reexpose = list(
+            dict.fromkeys(
+                [
+                    str(self._bin),
+                    *path_dirs,
+                    host_home,
+                    sys.prefix,
+                    sys.base_prefix,
+                    os.path.dirname(sys.executable),
+                ]
+            )
+        )
+        # Rewriting also leaves the engine's home alone: pod roots under it are already host paths.
+        self._host_paths = [str(self._home), *self._reexpose]
         base = {"PATH": self._path, "HOME": host_home}
         for key in ("LANG", "LC_ALL", "TZ"):
             if key in os.environ:
@@ -564,6 +577,7 @@ class LocalExecutor:
                 mounts=mounts_of[name],
                 mounted=mounted,
                 system_tops=system,
+                host_paths=self._host_paths,
             )
 
         if mounted:
@@ -572,7 +586,7 @@ class LocalExecutor:
             for name, _ in containers:
                 unbound = [hd for mp, hd in layout.plans[name].mounts if not iso.bindable(mp, system)]
                 for p in (*back, *unbound):
-                    if iso.top_of(p) in layout.private_tops and os.path.exists(p):
+                    if iso.top_of(p) in layout.private_tops and iso.below_top(p) and os.path.exists(p):
                         layout.binds[name].append((p, p, False))
         else:
             # Let `ls /mnt` show a volume mounted at /mnt/vol: link it into the private root.

@@ -39,7 +39,10 @@ takes the best mode available.
 
 Paths under the host's system directories (``/usr``, ``/etc``, ``$HOME``'s top, the engine's own
 directories...) cannot be hidden without hiding the host's software, so in every mode only the exact
-declared paths under them are rewritten to the private root, never the whole directory.
+declared paths under them are rewritten to the private root, never the whole directory. The other way
+round, the host directories the engine and its steps run from (its Python, its home, ``PATH`` entries)
+stay reachable when they lie under a private top such as ``/tmp``: a sandbox binds them back in and
+rewriting leaves them as they are.
 """
 
 from __future__ import annotations
@@ -160,6 +163,11 @@ def top_of(path: str) -> str | None:
     return parts[1] if len(parts) > 1 and parts[1] else None
 
 
+def below_top(path: str) -> bool:
+    """True for ``/tmp/x`` but not ``/tmp``: a host path that can be kept without keeping its top."""
+    return posixpath.normpath(path).count("/") >= 2
+
+
 def mentioned_tops(text: str) -> set[str]:
     """Top-level directories of the absolute paths a command, script or value mentions."""
     if "/" not in text:
@@ -195,6 +203,8 @@ class PathPlan:
     # True when the sandbox itself provides private_tops and the mounts (bwrap): only the exact
     # paths and the mounts that cannot be bound are rewritten then.
     mounted: bool = False
+    # Host directories under a private top that stay as they are (see ``build``'s ``host_paths``).
+    kept: tuple[str, ...] = ()
     _rules: dict[str, str] = field(default_factory=dict, compare=False)
     _pattern: re.Pattern[str] | None = field(default=None, compare=False)
 
@@ -207,7 +217,10 @@ class PathPlan:
         mounts: Mapping[str, str],
         mounted: bool,
         system_tops: Collection[str],
+        host_paths: Collection[str] = (),
     ) -> PathPlan:
+        """``host_paths`` are the host's own directories under a private top (the engine's Python or
+        home, PATH entries): rewriting keeps them as they are (a sandbox binds them back instead)."""
         ordered_mounts = tuple(sorted(mounts.items(), key=lambda kv: len(kv[0]), reverse=True))
         rules: dict[str, str] = {}
         for mount_path, host_dir in ordered_mounts:
@@ -215,7 +228,16 @@ class PathPlan:
                 rules[mount_path] = host_dir
         for p in exact:
             rules.setdefault(p, str(root) + p)
+        kept = tuple(
+            sorted(
+                {posixpath.normpath(h) for h in host_paths if top_of(h) in private_tops and below_top(h)},
+                key=len,
+                reverse=True,
+            )
+        )
         if not mounted:
+            for h in kept:
+                rules.setdefault(h, h)
             for t in private_tops:
                 rules.setdefault("/" + t, f"{root}/{t}")
         pattern = None
@@ -228,6 +250,7 @@ class PathPlan:
             exact=tuple(sorted(exact, key=len, reverse=True)),
             mounts=ordered_mounts,
             mounted=mounted,
+            kept=kept,
             _rules=rules,
             _pattern=pattern,
         )
@@ -243,6 +266,9 @@ class PathPlan:
         for p in self.exact:
             if path == p or path.startswith(p + "/"):
                 return Path(str(self.root) + path)
+        for p in self.kept:
+            if path == p or path.startswith(p + "/"):
+                return Path(path)
         if top_of(path) in self.private_tops:
             return Path(str(self.root) + path)
         return Path(path)
