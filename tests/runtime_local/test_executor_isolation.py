@@ -335,6 +335,9 @@ def test_a_program_installed_under_tmp_runs_in_every_mode(harness_factory, mode)
 def test_mentions_find_top_level_directories():
     assert mentioned_tops("echo > /tmp/x; cat /inputs/a 2>/dev/null") == {"tmp", "inputs", "dev"}
     assert mentioned_tops("curl http://example.com/path ./rel ~/h") == set()
+    # The host's own directories need nothing private.
+    assert mentioned_tops("/tmp/ci/.venv/bin/python -c pass", ["/tmp/ci/.venv"]) == set()
+    assert mentioned_tops("/tmp/ci/.venv2/x /tmp/ci/.venv/y", ["/tmp/ci/.venv"]) == {"tmp"}
 
 
 @pytest.mark.skipif("bwrap" not in available_modes(), reason="bwrap unavailable")

@@ -263,7 +263,13 @@ class LocalExecutor:
             )
         )
         # Rewriting also leaves the engine's home alone: pod roots under it are already host paths.
-        self._host_paths = [str(self._home), *self._reexpose]
+        self._host_paths = tuple(
+            sorted(
+                {os.path.normpath(p) for p in (str(self._home), *self._reexpose) if iso.below_top(p)},
+                key=len,
+                reverse=True,
+            )
+        )
         base = {"PATH": self._path, "HOME": host_home}
         for key in ("LANG", "LC_ALL", "TZ"):
             if key in os.environ:
@@ -478,6 +484,7 @@ class LocalExecutor:
         declared += [o.path for o in step.output_parameters]
         declared += [o.path for o in step.output_artifacts]
         mentioned: set[str] = set()
+        kept = self._host_paths
         for _, c in containers:
             if c.get("workingDir"):
                 declared.append(str(c["workingDir"]))
@@ -485,12 +492,12 @@ class LocalExecutor:
                 if m.get("mountPath"):
                     declared.append(str(m["mountPath"]))
             for s in (*(c.get("command") or ()), *(c.get("args") or ())):
-                mentioned |= iso.mentioned_tops(str(s))
+                mentioned |= iso.mentioned_tops(str(s), kept)
             for e in c.get("env") or ():
                 if "value" in e:
-                    mentioned |= iso.mentioned_tops(str(e["value"]))
+                    mentioned |= iso.mentioned_tops(str(e["value"]), kept)
         if step.script_source:
-            mentioned |= iso.mentioned_tops(step.script_source)
+            mentioned |= iso.mentioned_tops(step.script_source, kept)
         system = self._system_tops
         strange = {t for t in mentioned if t not in system}
         private = bool(declared or step.volumes or strange or self._forced == "bwrap")

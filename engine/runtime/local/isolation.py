@@ -168,11 +168,21 @@ def below_top(path: str) -> bool:
     return posixpath.normpath(path).count("/") >= 2
 
 
-def mentioned_tops(text: str) -> set[str]:
-    """Top-level directories of the absolute paths a command, script or value mentions."""
+def mentioned_tops(text: str, kept: Collection[str] = ()) -> set[str]:
+    """Top-level directories of the absolute paths a command, script or value mentions.
+
+    Mentions of a ``kept`` host directory (or below it) do not count: they need nothing private.
+    """
     if "/" not in text:
         return set()
-    return {m.group(1) for m in _ABS_PATH.finditer(text)}
+    if not kept:
+        return {m.group(1) for m in _ABS_PATH.finditer(text)}
+    out = set()
+    for m in _ABS_PATH.finditer(text):
+        rest = text[m.start() :]
+        if not any(rest.startswith(k) and rest[len(k) : len(k) + 1] in ("", "/") for k in kept):
+            out.add(m.group(1))
+    return out
 
 
 def host_system_tops(extra_paths: Iterable[str | os.PathLike[str]]) -> frozenset[str]:
