@@ -3,7 +3,9 @@
 What is measured: a DAG of N steps, each running the container command ``[true]``, in barrier layers 10
 wide (every task depends on all 10 tasks of the layer before), with ``parallelism: 2``, run through the
 normal local path: ``LocalEngine.submit`` (validate, prepare, insert into SQLite), the shared core, the
-process executor, every reconcile's changes committed to SQLite (WAL) under a temporary ``SLUICE_HOME``.
+process executor, every reconcile's changes committed to SQLite (WAL) under a temporary ``SLUICE_HOME``
+(made in ``--state-dir``, by default the home directory, on the filesystem ``~/.sluice`` uses; the header
+prints what a mkdir plus a file creation costs there, since the engine does a few of each per step).
 
 The floor is the least any Python scheduler can do for the same work: an asyncio scheduler over the same
 dependency structure, at most 2 steps at a time, each step ``asyncio.create_subprocess_exec('true')``;
@@ -232,8 +234,23 @@ class Sample:
     phase: str
 
 
-def spawn_child(kind: str, n: int, *, profile: bool = False) -> Sample:
-    home = tempfile.mkdtemp(prefix="sluice-bench-")
+def fs_latency_us(directory: str, count: int = 200) -> float:
+    """Mean microseconds of one mkdir plus one file creation in ``directory``: the engine does a few of
+    each per step, so a slow filesystem shows in the overhead and not in the floor."""
+    base = tempfile.mkdtemp(prefix=".sluice-fs-", dir=directory)
+    try:
+        t0 = time.perf_counter()
+        for i in range(count):
+            os.mkdir(f"{base}/{i}")
+            with open(f"{base}/{i}/f", "wb"):
+                pass
+        return (time.perf_counter() - t0) / count * 1e6
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def spawn_child(kind: str, n: int, *, state_dir: str, profile: bool = False) -> Sample:
+    home = tempfile.mkdtemp(prefix=".sluice-bench-", dir=state_dir)
     try:
         env = {**os.environ, "SLUICE_HOME": home}
         args = [sys.executable, os.path.abspath(__file__), "--child", kind, "--n", str(n)]
@@ -271,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=None, help="runs of each side per N (default 5)")
     ap.add_argument("--sizes", default=None, help="comma-separated N (multiples of 10), default 200,1000")
     ap.add_argument("--profile", action="store_true", help="cProfile one engine run at the largest N")
+    ap.add_argument(
+        "--state-dir",
+        default=str(Path.home()),
+        help="where each run's temporary SLUICE_HOME goes (default: the home directory, as ~/.sluice)",
+    )
     ap.add_argument("--child", choices=["engine", "floor"], help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -281,13 +303,17 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat or (1 if args.quick else 5)
     judged = not args.quick
     if args.profile:
-        spawn_child("engine", max(sizes), profile=True)
+        spawn_child("engine", max(sizes), state_dir=args.state_dir, profile=True)
         return 0
 
     print(
         f"local_dag: barrier DAG {WIDTH} wide, parallelism {PARALLELISM}, each step `true`; engine vs"
         f" asyncio floor, each in a fresh process, median of {repeat}; Python {platform.python_version()},"
         f" {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.1f}; engine from {ROOT / 'engine'}"
+    )
+    print(
+        f"state under {args.state_dir}: mkdir + file creation there takes"
+        f" {fs_latency_us(args.state_dir):.0f} us (the engine does a few per step; the floor none)"
     )
     head = (
         f"{'N':>6}{'side':>8}{'run s (min-max)':>24}{'overhead ms/step':>18}{'x floor':>9}"
@@ -303,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             # Alternate which side goes first so drifting load hits both alike.
             order = ("floor", "engine") if r % 2 == 0 else ("engine", "floor")
             for kind in order:
-                s = spawn_child(kind, n)
+                s = spawn_child(kind, n, state_dir=args.state_dir)
                 if s.phase != "Succeeded" or s.steps != n:
                     print(f"WARNING {kind} N={n}: {s.phase}, {s.steps} of {n} steps succeeded", flush=True)
                 (floors if kind == "floor" else engines).append(s)
