@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PURE   := engine/errors.py engine/spec engine/expr engine/workflows
 
-.PHONY: demo test lint typecheck layers unit conformance bench sysdeps clean
+.PHONY: demo test lint typecheck layers unit conformance bench crds sysdeps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ unit: $(STAMP) sysdeps
 	$(PY) -m pytest -q
 
 test: lint typecheck layers unit
+
+crds: $(STAMP)
+	$(VENV)/bin/sluice crds --dir crds
 
 conformance: $(STAMP) sysdeps
 	$(PY) -m tests.conformance.run

@@ -347,8 +347,12 @@ def json_schema(kind: Any) -> dict[str, Any]:
 
 def _schema(kind: Any, seen: tuple[type, ...]) -> dict[str, Any]:
     marker = _marker(kind)
-    if marker is _ANYSTR or marker is _INTORSTR:
+    if marker is _INTORSTR:
         return {"x-kubernetes-int-or-string": True}
+    if marker is _ANYSTR:
+        # Argo's AnyString takes any scalar (true, 1.5, "x"); int-or-string would refuse booleans and
+        # floats, so the node is left open and the parser checks it is a scalar.
+        return {"x-kubernetes-preserve-unknown-fields": True}
     if get_origin(kind) is Annotated:
         return _schema(get_args(kind)[0], seen)
     origin = get_origin(kind)
