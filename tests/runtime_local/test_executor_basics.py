@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from engine.errors import UnsupportedError
+from engine.runtime.images import ImageTable
 from engine.runtime.local.executor import LocalExecutor, expand_vars
-from engine.runtime.local.images import ImageTable, install_shims
 from engine.runtime.local.isolation import MARKER_ENV
+from engine.runtime.local.shims import install_shims
 from engine.workflows.plan import DEADLINE_MESSAGE
 
 from .conftest import Harness, Objects, make_step, run

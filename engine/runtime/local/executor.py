@@ -21,7 +21,7 @@ host stand-ins (``python`` <-> ``python3``, ``argosay``, ``cowsay``) that go las
 
 Semantics are Argo's, in local form: ``command + args`` run without a shell (``$(VAR)`` expanded
 from the container environment as Kubernetes does); a container without ``command`` runs its
-image's entrypoint from :class:`~engine.runtime.local.images.ImageTable`; scripts run as
+image's entrypoint from :class:`~engine.runtime.images.ImageTable`; scripts run as
 ``command + args + [/argo/staging/script]``; exit 0 is Succeeded, non-zero Failed ("Error (exit
 code N)"), anything that prevents running or collecting outputs is Error. How a step's processes
 and paths are fenced in (bwrap, unshare, or a session with path rewriting) is
@@ -50,10 +50,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import ExecutorError, SluiceError, UnsupportedError
 from engine.runtime.base import ArtifactRepository, ObjectLookup, StepExecutor
+from engine.runtime.images import ImageTable
 from engine.runtime.local import isolation as iso
 from engine.runtime.local.artifacts import load_input, pack_output
-from engine.runtime.local.images import ImageTable, install_shims
 from engine.runtime.local.isolation import MARKER_ENV, MODES, Mode, PathPlan
+from engine.runtime.local.shims import install_shims
 from engine.workflows.plan import (
     DEADLINE_MESSAGE,
     ContainerOutcome,

@@ -1,9 +1,10 @@
-"""Image -> entrypoint table for the local runtime, and host stand-ins for tiny test images.
+"""Image -> entrypoint table: what a container without ``command`` runs.
 
-The local runtime records a step's ``image`` but runs its command on the host, so a container that
-gives no ``command`` needs to know what the image would have run. The local step executor
-(``engine.runtime.local.executor``) asks :class:`ImageTable` for that; Argo's emissary executor needs
-the same index (its ``images`` controller setting), for the same reason.
+The local runtime records a step's ``image`` but runs its command on the host, and the Kubernetes
+runtime wraps a step's command to capture its outputs; both need to know what an image runs when the
+container gives no ``command``. The local step executor (``engine.runtime.local.executor``) and the
+Kubernetes pod builder (``engine.runtime.kubernetes.pods``) ask :class:`ImageTable`; Argo's emissary
+executor needs the same index (its ``images`` controller setting), for the same reason.
 
 Kubernetes' rule applies: ``command`` replaces the image's ENTRYPOINT, ``args`` replace its CMD, and
 without ``command`` the process is ``ENTRYPOINT + (args if given else CMD)``.
@@ -17,16 +18,10 @@ The built-in entries state what the public images run. Users add or override ent
         cmd: [--help]
       other/image: [other]      # a bare list is the entrypoint
 
-:func:`install_shims` writes small host stand-ins for ``argosay`` and ``cowsay`` (the programs the
-Argo example corpus's test images provide) into the executor's private bin directory, used only
-when the host has no program of that name.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,94 +157,3 @@ def parse_entries(doc: Any, *, file: str | None = None) -> dict[str, ImageEntry]
     if problems:
         raise SpecError(problems, file=file)
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# host stand-ins
-
-_ARGOSAY = r"""#!/bin/sh
-# Host stand-in for Argo's argosay test image (written by Sluicegate's local runtime).
-# argosay [echo [text [file]] | cat file... | sleep d | exit [code] | assert_contains file text | sh file]
-set -eu
-[ $# -eq 0 ] && set -- echo
-cmd=$1; shift
-case "$cmd" in
-  echo)
-    case $# in
-      0) echo "hello argo" ;;
-      1) printf '%s\n' "$1" ;;
-      2) mkdir -p "$(dirname "$2")"; printf '%s\n' "$1" > "$2" ;;
-      *) exit 1 ;;
-    esac ;;
-  cat) cat "$@" ;;
-  sleep)
-    d=$1
-    case "$d" in
-      *ms) d=$(awk "BEGIN{print ${d%ms}/1000}") ;;
-    esac
-    sleep "$d" ;;
-  exit) exit "${1:-0}" ;;
-  assert_contains) grep -F -- "$2" "$1" ;;
-  sh) sh "$@" ;;
-  *) exit 1 ;;
-esac
-"""
-
-_COWSAY = r"""#!/bin/sh
-# Host stand-in for cowsay (written by Sluicegate's local runtime).
-if [ $# -gt 0 ]; then msg="$*"; else msg=$(cat); fi
-n=$(printf '%s' "$msg" | wc -c)
-line=$(printf '%*s' "$((n + 2))" '' | tr ' ' '-')
-printf ' %s\n< %s >\n %s\n' "$(printf '%s' "$line" | tr '-' '_')" "$msg" "$line"
-cat <<'EOF'
-        \   ^__^
-         \  (oo)\_______
-            (__)\       )\/\
-                ||----w |
-                ||     ||
-EOF
-"""
-
-SHIMS: dict[str, str] = {"argosay": _ARGOSAY, "cowsay": _COWSAY}
-
-
-def install_shims(bin_dir: Path, host_path: str) -> list[str]:
-    """Write stand-ins and ``python``/``python3`` aliases the host lacks into ``bin_dir``.
-
-    Returns the names written. ``bin_dir`` goes last on a step's PATH, so a real program of the
-    same name always wins.
-    """
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
-    for name, text in SHIMS.items():
-        target = bin_dir / name
-        if shutil.which(name, path=host_path):
-            _remove(target)
-            continue
-        if not target.exists() or target.read_text(encoding="utf-8") != text:
-            tmp = bin_dir / f".{name}.{os.getpid()}.tmp"
-            tmp.write_text(text, encoding="utf-8")
-            tmp.chmod(0o755)
-            os.replace(tmp, target)
-        written.append(name)
-    # Manifests say ``python`` or ``python3`` interchangeably; hosts often have only one of them.
-    for alias, real in (("python", "python3"), ("python3", "python")):
-        target = bin_dir / alias
-        real_path = shutil.which(real, path=host_path)
-        if shutil.which(alias, path=host_path) or not real_path:
-            _remove(target)
-            continue
-        if not (target.is_symlink() and os.readlink(target) == real_path):
-            _remove(target)
-            with contextlib.suppress(FileExistsError):  # another engine on this home was faster
-                target.symlink_to(real_path)
-        written.append(alias)
-    return written
-
-
-def _remove(path: Path) -> None:
-    try:
-        if path.is_symlink() or path.exists():
-            path.unlink()
-    except OSError:
-        pass
