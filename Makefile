@@ -40,8 +40,11 @@ unit: $(STAMP) sysdeps
 
 test: lint typecheck layers unit
 
+# engine/spec is the one source of the CRDs. deploy/crds/ holds the same bytes because kustomize loads
+# no file from outside deploy/; tests fail when either copy drifts from the models.
 crds: $(STAMP)
 	$(VENV)/bin/sluice crds --dir crds
+	$(VENV)/bin/sluice crds --dir deploy/crds
 
 conformance: $(STAMP) sysdeps
 	$(PY) -m tests.conformance.run
@@ -49,6 +52,7 @@ conformance: $(STAMP) sysdeps
 bench: $(STAMP) sysdeps
 	$(PY) benchmarks/core_scale.py
 	$(PY) benchmarks/local_dag.py
+	$(PY) benchmarks/operator_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

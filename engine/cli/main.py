@@ -6,6 +6,9 @@ Succeeded, 1 Failed/Error, 2 invalid input). ``server`` hosts a long-running eng
 to it. ``get``, ``list`` and ``logs`` read the local state directly. ``lint``, ``convert``, ``apply``
 and the ``template``, ``cron``, ``configmap`` and ``secret`` groups manage manifests and stored
 objects. Errors are one line naming the file and field; never a traceback for bad input.
+
+With ``--kube`` (or ``SLUICE_KUBE=1``) the same commands work on a Kubernetes cluster instead
+(``engine.cli.kube``): ``_store`` then reads the cluster, so the views print the same.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ def _home(args: argparse.Namespace) -> Path:
 def _store(args: argparse.Namespace) -> Any:
     from engine.runtime.local.store import Store
 
+    if getattr(args, "kube", False):
+        from engine.cli.kube import ClusterStore, cluster_of
+
+        return ClusterStore(cluster_of(args))
     return Store(_home(args))
 
 
@@ -409,6 +416,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def _poke_cron(args: argparse.Namespace) -> None:
     from engine.cli.client import Client, NoServer
 
+    if getattr(args, "kube", False):  # the operator watches cron workflows itself
+        return
     with contextlib.suppress(NoServer):  # the next server start runs the cron loop anyway
         Client(_home(args)).call("POST", "/api/v1/cron/wake", {}, timeout=5)
 
@@ -662,23 +671,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
+def log_pods(workflow: str, status: Any, node: str | None) -> list[tuple[Any, str]]:
+    """The steps ``logs`` shows (all, or the one named ``node``) in the order they started, each with
+    its pod's name. Shared with ``--kube``."""
     from engine.workflows import nodes as N
 
+    steps = sorted(
+        (n for n in status.nodes.values() if n.type in (N.POD, N.HTTP)),
+        key=lambda n: (n.started_at or 0, n.name),
+    )
+    return [
+        (n, N.pod_name(workflow, n.id, n.template_name or (n.template_ref or {}).get("template")))
+        for n in steps
+        if not node or node in (n.name, n.display_name, n.id)
+    ]
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
     store, row = _row(args, args.name)
     home = _home(args)
     offsets: dict[Path, int] = {}
     while True:
         status = store.load_status(row)
-        pods = sorted(
-            (n for n in status.nodes.values() if n.type in (N.POD, N.HTTP)),
-            key=lambda n: (n.started_at or 0, n.name),
-        )
-        for n in pods:
-            if args.node and args.node not in (n.name, n.display_name, n.id):
-                continue
-            tmpl = n.template_name or (n.template_ref or {}).get("template")
-            pod = N.pod_name(row.name, n.name, tmpl)
+        for _node, pod in log_pods(row.name, status, args.node):
             for fname in ("main.log", "main.err"):
                 path = home / "pods" / pod / fname
                 if not path.exists():
@@ -821,6 +836,28 @@ def cmd_data_create(args: argparse.Namespace, kind: str) -> int:
     return EXIT_OK
 
 
+def cmd_executor(args: argparse.Namespace) -> int:
+    """The executor containers of a step pod (internal: the pods the operator builds run these)."""
+    from engine.runtime.kubernetes import executor
+
+    if args.subcommand == "init":
+        return executor.run_init(os.environ)
+    return executor.run_wait(os.environ)
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    """The Kubernetes operator (the Deployment in deploy/ runs this)."""
+    from engine.runtime.kubernetes import operator
+
+    argv = [*(["--kubeconfig", args.kubeconfig] if args.kubeconfig else [])]
+    argv += [*(["--context", args.context] if args.context else []), *(["-v"] if args.verbose else [])]
+    return operator.main(argv)
+
+
+# Commands that run inside a cluster themselves: --kube / SLUICE_KUBE do not redirect them.
+IN_CLUSTER_COMMANDS = ("executor", "operator")
+
+
 # =================================================================================== parser
 
 
@@ -846,13 +883,25 @@ def _add_params(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluice", description="Run Argo-style workflows on this machine.")
     parser.add_argument("--home", help="state directory (default: $SLUICE_HOME or ~/.sluice)")
-    parser.add_argument("-n", "--namespace", default="default")
+    parser.add_argument(
+        "-n", "--namespace", default=None, help="default: 'default' (--kube: the context's namespace)"
+    )
+    parser.add_argument(
+        "--kube",
+        action="store_true",
+        help="work on the Kubernetes cluster of the kubeconfig instead of this machine (also SLUICE_KUBE=1)",
+    )
+    parser.add_argument("--context", help="with --kube: the kubeconfig context (default: its current one)")
+    parser.add_argument("--kubeconfig", help="with --kube: default $KUBECONFIG or ~/.kube/config")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("-n", "--namespace", default=argparse.SUPPRESS)
         p.add_argument("--home", default=argparse.SUPPRESS)
+        p.add_argument("--kube", action="store_true", default=argparse.SUPPRESS)
+        p.add_argument("--context", default=argparse.SUPPRESS)
+        p.add_argument("--kubeconfig", default=argparse.SUPPRESS)
         return p
 
     p = add("run", "run a workflow here and now, exit with its result")
@@ -1014,6 +1063,18 @@ def build_parser() -> argparse.ArgumentParser:
             c.set_defaults(func=lambda a: cmd_cron_suspend(a, False))
         g.set_defaults(func=lambda a, g=g: (g.print_help(), EXIT_INVALID)[1])
 
+    p = add("executor", "internal: the executor containers of a Kubernetes step pod (not for use by hand)")
+    esub = p.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    c = esub.add_parser("init", help="init container: stage sluice-run, the script and the input artifacts")
+    c.set_defaults(func=cmd_executor)
+    c = esub.add_parser("wait", help="wait container: wait for the step, upload outputs, print them as JSON")
+    c.set_defaults(func=cmd_executor)
+    p.set_defaults(func=lambda a, g=p: (g.print_help(), EXIT_INVALID)[1])
+
+    p = add("operator", "run the Kubernetes operator (settings from SLUICE_* variables, see deploy/)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every watch event")
+    p.set_defaults(func=cmd_operator)
+
     p = add("version", "print the version")
     p.set_defaults(func=lambda a: (print(f"sluice {VERSION}"), EXIT_OK)[1])
     return parser
@@ -1026,6 +1087,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INVALID
     try:
+        from engine.cli import kube
+
+        if args.command not in IN_CLUSTER_COMMANDS and kube.wanted(args):
+            return kube.run(args)
+        if args.namespace is None:
+            args.namespace = "default"
         code: int = args.func(args)
         return code
     except SpecError as exc:

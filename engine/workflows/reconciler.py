@@ -663,11 +663,9 @@ class Reconciler:
         if node.id in self._killed:
             return
         self._killed.add(node.id)
-        self._plan.actions.append(
-            KillStep(node_id=node.id, pod_name=self._pod_name_of(node), message=message)
-        )
+        self._plan.actions.append(KillStep(node_id=node.id, pod_name=self.pod_name_of(node), message=message))
 
-    def _pod_name_of(self, node: Node) -> str:
+    def pod_name_of(self, node: Node) -> str:
         return pod_name(self.name, node.id, node.template_name or _template_of_ref(node))
 
     def _part_of_exit_handler(self, node: Node) -> bool:
@@ -693,7 +691,7 @@ class Reconciler:
             self._plan.actions.append(
                 KillStep(
                     node_id=node.id,
-                    pod_name=self._pod_name_of(node),
+                    pod_name=self.pod_name_of(node),
                     message="daemon step ended with its scope",
                     already_final=True,
                 )

@@ -38,23 +38,28 @@ def container_status(
     reason: str | None = None,
     message: str | None = None,
     restart_count: int = 0,
+    started_at: str | None = None,
+    finished_at: str | None = None,
+    container_id: str | None = None,
 ) -> dict[str, Any]:
     """One ``status.containerStatuses`` entry as a kubelet writes it: waiting, ``running``, or terminated
     with ``exit_code``. Complete on purpose: the official client (v37, pydantic models) refuses to read a
-    pod, even in a watch event, whose container status lacks image, imageID, ready or restartCount."""
+    pod, even in a watch event, whose container status lacks image, imageID, ready or restartCount.
+
+    ``started_at`` / ``finished_at`` (RFC 3339) default to now; ``container_id`` to ``containerd://NAME``."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     state: dict[str, Any]
     if exit_code is not None:
         terminated = {
             "exitCode": exit_code,
             "reason": reason or ("Completed" if exit_code == 0 else "Error"),
-            "startedAt": stamp,
-            "finishedAt": stamp,
-            "containerID": f"containerd://{name}",
+            "startedAt": started_at or stamp,
+            "finishedAt": finished_at or stamp,
+            "containerID": container_id or f"containerd://{name}",
         }
         state = {"terminated": {**terminated, **({"message": message} if message else {})}}
     elif running:
-        state = {"running": {"startedAt": stamp}}
+        state = {"running": {"startedAt": started_at or stamp}}
     else:
         state = {
             "waiting": {"reason": reason or "ContainerCreating", **({"message": message} if message else {})}

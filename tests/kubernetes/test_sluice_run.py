@@ -4,7 +4,6 @@ and run here as real processes, with a temporary directory standing in for the p
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -13,19 +12,9 @@ from pathlib import Path
 
 import pytest
 
-SOURCE = Path(__file__).resolve().parents[2] / "engine" / "runtime" / "kubernetes" / "sluice-run.c"
+from tests.kubernetes.wrapper import wrapper
 
-
-@pytest.fixture(scope="module")
-def wrapper(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        reason = "no C compiler on this machine to build sluice-run (the image build compiles it)"
-        print(reason)
-        pytest.skip(reason)
-    out = tmp_path_factory.mktemp("bin") / "sluice-run"
-    subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out), str(SOURCE)], check=True)
-    return out
+__all__ = ["wrapper"]  # the fixture, for pytest
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ExecutorError, ProviderError, UnsupportedError
-from engine.runtime.local.artifacts import LocalDirRepository, load_input, location_of, pack_output
+from engine.runtime.artifacts import load_input, location_of, pack_output
+from engine.runtime.local.artifacts import LocalDirRepository
 
 
 def test_put_get_delete_round_trip(tmp_path: Path):

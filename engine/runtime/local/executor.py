@@ -49,12 +49,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import ExecutorError, SluiceError, UnsupportedError
+from engine.runtime.artifacts import load_input, pack_output
 from engine.runtime.base import ArtifactRepository, ObjectLookup, StepExecutor
 from engine.runtime.images import ImageTable
 from engine.runtime.local import isolation as iso
-from engine.runtime.local.artifacts import load_input, pack_output
 from engine.runtime.local.isolation import MARKER_ENV, MODES, Mode, PathPlan
 from engine.runtime.local.shims import install_shims
+from engine.runtime.outputs import read_result
+from engine.runtime.outputs import trim_one_newline as _trim_one_newline
 from engine.workflows.plan import (
     DEADLINE_MESSAGE,
     ContainerOutcome,
@@ -65,9 +67,6 @@ from engine.workflows.plan import (
 )
 
 log = logging.getLogger(__name__)
-
-RESULT_LIMIT = 256 * 1024
-"""``outputs.result`` keeps the last 256 KiB of stdout, as Argo does."""
 
 SHUTDOWN_MESSAGE = "Stopped: the local executor shut down"
 POD_IP = "127.0.0.1"  # local steps share the host's network: a daemon step is reached on loopback
@@ -165,30 +164,6 @@ def expand_vars(text: str, env: Mapping[str, str]) -> str:
 def _exit_code(returncode: int) -> int:
     # A signal death is reported the way a container runtime does: 128 + signal number.
     return 128 - returncode if returncode < 0 else returncode
-
-
-def _trim_one_newline(text: str) -> str:
-    return text[:-1] if text.endswith("\n") else text
-
-
-def read_result(path: Path) -> str:
-    """The last RESULT_LIMIT bytes of stdout as text, one trailing newline trimmed."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            truncated = size > RESULT_LIMIT
-            if truncated:
-                f.seek(size - RESULT_LIMIT)
-            data = f.read(RESULT_LIMIT)
-    except FileNotFoundError:
-        return ""
-    if truncated:
-        # Do not start the result in the middle of a UTF-8 sequence.
-        skip = 0
-        while skip < min(3, len(data)) and (data[skip] & 0xC0) == 0x80:
-            skip += 1
-        data = data[skip:]
-    return _trim_one_newline(data.decode("utf-8", errors="replace"))
 
 
 def _container_name(c: Mapping[str, Any], default: str) -> str:
