@@ -244,6 +244,22 @@ class _PodRun:
 # ------------------------------------------------------------------------------------------ the kubelet
 
 
+def _child_watcher_for_any_loop() -> None:
+    """On Python 3.11 subprocesses of every loop share one child watcher. An embedded engine that ran in
+    this process earlier leaves a pidfd watcher bound to its own, now closed, loop; this thread's loop
+    could then start no process. A threaded watcher serves any loop."""
+    if sys.version_info >= (3, 12):
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+        current = policy.get_child_watcher()
+        if not isinstance(current, asyncio.ThreadedChildWatcher):
+            policy.set_child_watcher(asyncio.ThreadedChildWatcher())
+
+
 class TestKubelet:
     """Runs the pods of ``api`` under ``workdir`` (pod directories, claims, logs).
 
@@ -298,6 +314,7 @@ class TestKubelet:
             raise KubeletUnavailable(reason)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._calls = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="kubelet-api")
+        _child_watcher_for_any_loop()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="test-kubelet", daemon=True)
         self._thread.start()

@@ -23,6 +23,15 @@ from tests.kubernetes.apiserver import ApiServer
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Runs the operator with the kernel told to kill it when the test process dies, however that happens (the
+# setting survives exec). A preexec_fn could do it too, but is unsafe while the test kubelet's threads run.
+DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL); "  # 1: PR_SET_PDEATHSIG
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

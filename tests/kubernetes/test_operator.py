@@ -3,6 +3,8 @@ run for real by the test kubelet, artifacts in moto's S3."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -313,3 +315,90 @@ def test_example_manifests_parse_for_the_cluster() -> None:
     for path in sorted(EXAMPLES.glob("*.yaml")):
         doc = yaml.safe_load(path.read_text())
         assert doc["apiVersion"] == "sluice.dev/v1alpha1", path
+
+
+def sluice_kube(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [
+        str(Path(sys.executable).parent / "sluice"),
+        "--kube",
+        "--kubeconfig",
+        str(cluster.api.kubeconfig),
+    ]
+    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_suspended_step_waits_for_resume_from_the_cli(cluster: Cluster) -> None:
+    manifest = workflow(
+        [
+            {
+                "name": "main",
+                "steps": [
+                    [{"name": "approve", "template": "approve"}],
+                    [{"name": "after", "template": "after"}],
+                ],
+            },
+            {"name": "approve", "suspend": {}},
+            sh("after", "echo approved"),
+        ]
+    )
+    name = cluster.submit(manifest)
+    cluster.wait_until(
+        "the suspend node to be running",
+        lambda: nodes_by_name(cluster.status(name)).get("approve", {}).get("phase") == "Running",
+    )
+    time.sleep(1)
+    assert cluster.kubelet.started == []
+    resumed = sluice_kube(cluster, "resume", name)
+    assert resumed.returncode == 0, resumed.stderr
+    status = cluster.wait_finished(name)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert nodes_by_name(status)["after"]["outputs"]["result"] == "approved"
+    annotations = cluster.workflow(name)["metadata"].get("annotations") or {}
+    assert "workflows.sluice.dev/resume" not in annotations
+
+
+def test_retry_from_the_cli_reruns_only_what_failed(cluster: Cluster) -> None:
+    manifest = workflow(
+        [
+            {
+                "name": "main",
+                "steps": [[{"name": "good", "template": "good"}], [{"name": "flaky", "template": "flaky"}]],
+            },
+            sh("good", "echo once"),
+            # Fails until the file a first attempt leaves behind in the shared claim is there.
+            {
+                "name": "flaky",
+                "container": {
+                    "image": "busybox",
+                    "command": [
+                        "sh",
+                        "-c",
+                        "test -e /work/seen && echo fixed || { touch /work/seen; exit 1; }",
+                    ],
+                    "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+                },
+            },
+        ],
+        volumeClaimTemplates=[
+            {
+                "metadata": {"name": "work"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}},
+            }
+        ],
+    )
+    name = cluster.submit(manifest)
+    first = cluster.wait_finished(name)
+    assert first["phase"] == "Failed"
+    retried = sluice_kube(cluster, "retry", name)
+    assert retried.returncode == 0, retried.stderr
+
+    def second_run() -> dict[str, Any] | None:
+        status = cluster.status(name)
+        flaky = nodes_by_name(status).get("flaky", {})
+        return status if status.get("phase") in FINISHED and flaky.get("phase") == "Succeeded" else None
+
+    status = cluster.wait_until("the retried workflow to succeed", second_run)
+    assert status["phase"] == "Succeeded"
+    assert nodes_by_name(status)["flaky"]["outputs"]["result"] == "fixed"
+    # The step that had succeeded kept its node and did not run again.
+    assert sum(1 for p in cluster.kubelet.started if "-good-" in p) == 1

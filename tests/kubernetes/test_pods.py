@@ -295,3 +295,26 @@ def test_http_steps_do_not_become_pods() -> None:
     )
     with pytest.raises(ExecutorError, match="does not run as a pod"):
         build_pod(step, SETTINGS, now=NOW)
+
+
+def test_mirror_volume_mounts_give_init_containers_and_sidecars_mains_mounts() -> None:
+    pod = one_pod(
+        """
+  - name: main
+    volumes: [{name: scratch, emptyDir: {}}]
+    initContainers:
+    - {name: seed, image: busybox, command: [true], mirrorVolumeMounts: true}
+    - {name: plain, image: busybox, command: [true]}
+    sidecars:
+    - {name: cache, image: busybox, command: [sleep, "60"], mirrorVolumeMounts: true}
+    container:
+      image: busybox
+      command: [true]
+      volumeMounts: [{name: scratch, mountPath: /scratch}]
+"""
+    )
+    inits = {c["name"]: c for c in pod["spec"]["initContainers"]}
+    assert {"name": "scratch", "mountPath": "/scratch"} in inits["seed"]["volumeMounts"]
+    assert "volumeMounts" not in inits["plain"] or not inits["plain"]["volumeMounts"]
+    assert {"name": "scratch", "mountPath": "/scratch"} in containers(pod)["cache"]["volumeMounts"]
+    assert all("mirrorVolumeMounts" not in c for c in [*inits.values(), *containers(pod).values()])

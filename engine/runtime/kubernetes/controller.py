@@ -58,6 +58,8 @@ COMPRESS_ABOVE = 256 * 1024
 BATCH_SECONDS = 0.1
 # Compressed status writes rewrite every node: at most one per this many seconds (or per 5x their cost).
 COMPRESSED_WRITE_SECONDS = 2.0
+# How long (in one-second tries) a retried node waits for its previous pod to be gone.
+RECREATE_ATTEMPTS = 120
 
 
 def _seconds(value: str | None, default: float) -> float:
@@ -139,6 +141,8 @@ class Driver:
     extra_status: JSON = field(default_factory=dict)
     generation: Any = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Pods deleted by a retry whose names the rerun nodes will use again.
+    recreate: set[str] = field(default_factory=set)
 
     @property
     def status(self) -> WorkflowStatus:
@@ -369,12 +373,19 @@ class Driver:
                 )
             )
             return
+        attempts = 0
+        while made is None and step.pod_name in self.recreate and attempts < RECREATE_ATTEMPTS:
+            # The pod of the attempt before a retry is still going away: create again once it is gone.
+            attempts += 1
+            await asyncio.sleep(1.0)
+            made = await ctl.api.create(_pod_path(step.namespace), pod)
         if made is None:
             # Created before (an operator restart, a retried request): what it does now is in the cache.
             cached = ctl.pods.get(self.uid, {}).get(step.pod_name)
             if cached is not None:
                 self.observe_pod(cached)
             return
+        self.recreate.discard(step.pod_name)
         ctl.metrics.pods_created += 1
 
     async def _kill(self, action: KillStep) -> None:
@@ -418,6 +429,10 @@ class Controller:
         # Every workflow seen, for cron children: uid -> namespace, name, labels, phase, finishedAt.
         self.workflows: dict[str, JSON] = {}
         self.crons: dict[tuple[str, str], JSON] = {}
+        # Workflows this operator finished: older states of them still arrive as watch events.
+        self.completed: set[str] = set()
+        # Uids of pods deleted by a retry (their events are ignored until they are gone).
+        self.stale_pods: set[str] = set()
         self.metrics = Metrics(self)
         self.locks = LockManager(on_release=self._on_lock_release)
         self.pod_limiter = Limiter(
@@ -462,6 +477,7 @@ class Controller:
             return
         if event_type == "DELETED":
             self.workflows.pop(uid, None)
+            self.completed.discard(uid)
             driver = self.drivers.pop(uid, None)
             if driver is not None:
                 await driver.close()
@@ -486,6 +502,9 @@ class Controller:
             return
         phase = status.get("phase") or ""
         annotations = meta.get("annotations") or {}
+        if uid in self.completed and phase not in WF_COMPLETED:
+            # The echo of a status written before this operator finished the workflow.
+            return
         if phase in WF_COMPLETED:
             if annotations.get(ANNOTATION_RETRY):
                 await self._retry(body)
@@ -607,6 +626,7 @@ class Controller:
             request = json.loads((meta.get("annotations") or {})[ANNOTATION_RETRY])
         except ValueError:
             request = {}
+        self.completed.discard(str(meta["uid"]))
         status = WorkflowStatus.from_dict(dict(body.get("status") or {}))
         before = set(status.nodes)
         reset_for_retry(
@@ -619,10 +639,18 @@ class Controller:
             _workflow_path(namespace, name),
             {"metadata": {"annotations": {ANNOTATION_RETRY: None}}, "spec": {"shutdown": None}},
         )
+        # Pods of the nodes that run again go first (Argo does the same): their names will be reused.
+        uid = str(meta["uid"])
+        cached = self.pods.get(uid, {})
+        stale = [name for name, pod in cached.items() if podstate.node_id_of(pod) not in status.nodes]
+        for pod_name in stale:
+            self.stale_pods.add(str(cached.pop(pod_name)["metadata"].get("uid") or ""))
+            await self.delete_pod(namespace, pod_name)
         fresh = {**dict(body), "spec": {**(body.get("spec") or {}), "shutdown": None}}
         await self._launch(fresh, status)
-        driver = self.drivers.get(str(meta["uid"]))
+        driver = self.drivers.get(uid)
         if driver is not None:
+            driver.recreate |= set(stale)
             driver.dirty_nodes |= before | set(status.nodes)
             driver.dirty_workflow = True
 
@@ -692,6 +720,7 @@ class Controller:
 
     def finished(self, driver: Driver, plan: Plan) -> None:
         self.drivers.pop(driver.uid, None)
+        self.completed.add(driver.uid)
         self._release_claims(driver)
         info = self.workflows.get(driver.uid)
         if info is not None:
@@ -719,6 +748,12 @@ class Controller:
         if uid is None or not name:
             return
         deleted = event_type == "DELETED"
+        pod_uid = str((body.get("metadata") or {}).get("uid") or "")
+        if pod_uid in self.stale_pods:
+            # A pod a retry deleted: its last states are no news for the rerun node.
+            if deleted:
+                self.stale_pods.discard(pod_uid)
+            return
         if deleted:
             self.pods.get(uid, {}).pop(name, None)
         else:

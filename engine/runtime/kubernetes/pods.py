@@ -85,8 +85,12 @@ def build_pod(step: StepRun, settings: PodSettings, *, now: float) -> JSONDict:
             f"image {step.container.get('image')!r} has no known entrypoint: give the container a command"
             " (or add the image to the image table) so its outputs can be captured"
         )
-    sidecars = [_sidecar(c, i, settings) for i, c in enumerate(step.sidecars)]
-    inits = [_user_container(c, f"init-{i}") for i, c in enumerate(step.init_containers)]
+    main_mounts = list(step.container.get("volumeMounts") or ())
+    sidecars = [_sidecar(_mirrored(c, main_mounts), i, settings) for i, c in enumerate(step.sidecars)]
+    inits = [
+        _user_container(_mirrored(c, main_mounts), str(c.get("name") or f"init-{i}"))
+        for i, c in enumerate(step.init_containers)
+    ]
     step_json = json.dumps(doc, separators=(",", ":"), sort_keys=True)
     executor_mount = {"name": VAR_VOLUME, "mountPath": VAR_DIR}
     spec: JSONDict = {
@@ -276,6 +280,15 @@ def _argv(c: Mapping[str, Any], images: ImageTable) -> list[str] | None:
     if command:
         return [*map(str, command), *map(str, args or ())]
     return images.argv(str(c.get("image") or ""), [str(a) for a in args] if args is not None else None)
+
+
+def _mirrored(c: Mapping[str, Any], main_mounts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """``mirrorVolumeMounts``: the container also mounts what main mounts, at the same paths."""
+    if not c.get("mirrorVolumeMounts"):
+        return c
+    own = list(c.get("volumeMounts") or ())
+    paths = {m.get("mountPath") for m in own}
+    return {**c, "volumeMounts": [*own, *(dict(m) for m in main_mounts if m.get("mountPath") not in paths)]}
 
 
 def _user_container(c: Mapping[str, Any], name: str) -> JSONDict:
