@@ -807,6 +807,10 @@ class TestKubelet:
         reader that sees it terminated finds the complete log)."""
         if c.process is not None:
             code = await c.process.wait()
+            # The whole log goes up before the terminated state is even recorded: another container's
+            # report may be written meanwhile, and must not show this one ended with a partial log.
+            with contextlib.suppress(_PodGone):
+                await self._upload_log(run, c, final=True)
             exit_code = 128 - code if code < 0 else code
             reason, message = ("Completed" if exit_code == 0 else "Error"), None
             if c.oom:

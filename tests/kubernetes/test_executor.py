@@ -446,3 +446,8 @@ def test_parse_outputs_takes_the_last_marked_line_of_an_interleaved_log() -> Non
     assert parse_outputs("no marker here\n") is None
     assert parse_outputs("SLUICE-OUTPUTS {truncated") is None
     assert parse_outputs('SLUICE-OUTPUTS {"v":2}') is None
+    # stderr without its newline, then the marker on the same line of the interleaved log
+    assert parse_outputs('a warning without newlineSLUICE-OUTPUTS {"v":1,"result":"x"}\n') == {
+        "v": 1,
+        "result": "x",
+    }

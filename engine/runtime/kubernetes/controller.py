@@ -187,10 +187,16 @@ class Driver:
         outputs: Mapping[str, Any] | None = None
         error: str | None = None
         try:
-            text = await self.controller.api.call(
-                "GET", _pod_path(self.namespace, name, "log"), query=[("container", "wait")], raw=True
-            )
-            outputs = parse_outputs(str(text))
+            for attempt in range(2):
+                if attempt:
+                    # A log can lag a moment behind the container's terminated state: look once more.
+                    await asyncio.sleep(1.0)
+                text = await self.controller.api.call(
+                    "GET", _pod_path(self.namespace, name, "log"), query=[("container", "wait")], raw=True
+                )
+                outputs = parse_outputs(str(text))
+                if outputs is not None:
+                    break
             if outputs is None:
                 error = "the step's outputs were not reported (no outputs line in the wait container's log)"
         except ApiError as exc:

@@ -362,10 +362,12 @@ def parse_outputs(log_text: str) -> JSONDict | None:
     """The outputs document in a ``wait`` container's log: its last ``SLUICE-OUTPUTS`` line, or None
     when there is none or it is not a version 1 document (the container died before printing it)."""
     for line in reversed(log_text.splitlines()):
-        if not line.startswith(OUTPUTS_MARKER):
+        # The log interleaves stderr: a diagnostic without a final newline may precede the marker.
+        at = line.rfind(OUTPUTS_MARKER)
+        if at < 0:
             continue
         try:
-            doc = json.loads(line[len(OUTPUTS_MARKER) :])
+            doc = json.loads(line[at + len(OUTPUTS_MARKER) :])
         except json.JSONDecodeError:
             return None
         return doc if isinstance(doc, dict) and doc.get("v") == 1 else None
