@@ -1,4 +1,4 @@
-"""Operations on a workflow's status that are not reconciles: retry in place, node selectors.
+"""Operations on a workflow's status that are not reconciles: retry in place, node selectors, podGC.
 
 ``reset_for_retry`` keeps every Succeeded (and ``when``-Skipped) node and removes the rest, so the next
 reconcile rebuilds the failed parts: node ids are deterministic, so a rebuilt steps group or DAG finds
@@ -7,7 +7,7 @@ its succeeded children again and does not run them twice. Called by ``sluice ret
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from engine.errors import SluiceError
 from engine.workflows import nodes as N
@@ -66,3 +66,23 @@ def reset_for_retry(
     status.finished_at = None
     status.conditions = [c for c in status.conditions if c.get("type") != "Completed"]
     return dropped
+
+
+def pods_to_collect(
+    status: WorkflowStatus, strategy: str | None, changed: Iterable[str], *, finished: bool
+) -> list[Node]:
+    """podGC: the Pod nodes whose pods may go now, for ``strategy`` (OnPodCompletion, OnPodSuccess,
+    OnWorkflowCompletion, OnWorkflowSuccess), given the nodes a reconcile ``changed`` and whether it
+    ``finished`` the workflow. Both runtimes delete what this names (after deleteDelayDuration)."""
+    nodes = status.nodes
+    if strategy in ("OnPodCompletion", "OnPodSuccess"):
+        doomed = []
+        for nid in changed:
+            n = nodes.get(nid)
+            done = n is not None and n.type == N.POD and n.completed()
+            if done and n is not None and (strategy == "OnPodCompletion" or n.phase == N.SUCCEEDED):
+                doomed.append(n)
+        return doomed
+    if finished and (strategy == "OnWorkflowCompletion" or (strategy and status.phase == "Succeeded")):
+        return [n for n in nodes.values() if n.type == N.POD]
+    return []

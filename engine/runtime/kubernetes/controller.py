@@ -30,7 +30,7 @@ from typing import Any
 from engine.errors import SluiceError, SpecError
 from engine.runtime.gctune import tune_gc
 from engine.runtime.kubernetes import podstate
-from engine.runtime.kubernetes.api import ApiError, AsyncApi, path_of
+from engine.runtime.kubernetes.api import ApiError, AsyncApi, TokenBucket, path_of
 from engine.runtime.kubernetes.metrics import Metrics
 from engine.runtime.kubernetes.pods import LABEL_INSTANCE, LABEL_WORKFLOW, PodSettings, build_pod
 from engine.runtime.kubernetes.settings import OperatorSettings
@@ -38,7 +38,7 @@ from engine.spec.duration import parse_duration
 from engine.spec.workflow import API_VERSION, CronWorkflow, Workflow, WorkflowSpec, WorkflowTemplate
 from engine.workflows import cron as cronlib
 from engine.workflows import nodes as N
-from engine.workflows.operations import reset_for_retry
+from engine.workflows.operations import pods_to_collect, reset_for_retry
 from engine.workflows.plan import KillStep, Plan, RunStep, SaveMemo, StepOutcome, StepRun
 from engine.workflows.reconciler import Reconciler, Settings
 from engine.workflows.status import WF_COMPLETED, WF_ERROR, WorkflowStatus, compress_nodes
@@ -98,21 +98,15 @@ def _pod_path(namespace: str, name: str | None = None, sub: str | None = None) -
 
 
 class Limiter:
-    """An async token bucket: ``rate`` per second on average, ``burst`` at once."""
+    """``TokenBucket`` for coroutines: waiting for a token does not block the loop."""
 
     def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(max(1, burst))
-        self._tokens = self.burst
-        self._at = time.monotonic()
+        self._bucket = TokenBucket(rate, burst)
 
     async def acquire(self) -> None:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        self._tokens -= 1.0
-        if self._tokens < 0:
-            await asyncio.sleep(-self._tokens / self.rate)
+        pause = self._bucket.delay()
+        if pause > 0:
+            await asyncio.sleep(pause)
 
 
 @dataclass
@@ -780,17 +774,7 @@ class Controller:
         if gc is None or not gc.strategy:
             return
         delay = _seconds(gc.delete_delay_duration, 0.0)
-        nodes = driver.status.nodes
-        strategy = gc.strategy
-        doomed: list[N.Node] = []
-        if strategy in ("OnPodCompletion", "OnPodSuccess"):
-            for nid in plan.changed_nodes:
-                n = nodes.get(nid)
-                done = n is not None and n.type == N.POD and n.completed()
-                if done and n is not None and (strategy == "OnPodCompletion" or n.phase == N.SUCCEEDED):
-                    doomed.append(n)
-        elif plan.finished and (strategy == "OnWorkflowCompletion" or driver.status.phase == "Succeeded"):
-            doomed = [n for n in nodes.values() if n.type == N.POD]
+        doomed = pods_to_collect(driver.status, gc.strategy, plan.changed_nodes, finished=plan.finished)
         loop = asyncio.get_running_loop()
         for n in doomed:
             pod = driver.reconciler.pod_name_of(n)

@@ -40,6 +40,7 @@ from engine.runtime.local.store import CLUSTER, Store, WorkflowRow
 from engine.spec.duration import parse_duration
 from engine.spec.workflow import Workflow, WorkflowSpec, WorkflowTemplate
 from engine.workflows import nodes as N
+from engine.workflows.operations import pods_to_collect
 from engine.workflows.plan import KillStep, Plan, RunStep, SaveMemo, StepOutcome
 from engine.workflows.reconciler import Reconciler, Settings
 from engine.workflows.status import WorkflowStatus
@@ -487,20 +488,8 @@ class LocalEngine:
         gc = spec.pod_gc
         if gc is not None and gc.strategy:
             delay = _seconds(gc.delete_delay_duration, 5.0)
-            nodes = run.status.nodes
-            strategy = gc.strategy
-            doomed: list[N.Node] = []
-            if strategy in ("OnPodCompletion", "OnPodSuccess"):
-                for nid in plan.changed_nodes:
-                    n = nodes.get(nid)
-                    done = n is not None and n.type == N.POD and n.completed()
-                    if done and n is not None and (strategy == "OnPodCompletion" or n.phase == N.SUCCEEDED):
-                        doomed.append(n)
-            elif plan.finished and (strategy == "OnWorkflowCompletion" or run.status.phase == "Succeeded"):
-                doomed = [n for n in nodes.values() if n.type == N.POD]
-            for n in doomed:
-                tmpl = n.template_name or (n.template_ref or {}).get("template")
-                self._later(delay, _remover(self.home / "pods" / N.pod_name(run.name, n.name, tmpl)))
+            for n in pods_to_collect(run.status, gc.strategy, plan.changed_nodes, finished=plan.finished):
+                self._later(delay, _remover(self.home / "pods" / run.reconciler.pod_name_of(n)))
         if plan.finished and spec.volume_claim_templates:
             # volumeClaimGC: claims made for this workflow go when it ends (by default only on success).
             claim_gc = (spec.volume_claim_gc or {}).get("strategy") or "OnWorkflowSuccess"
