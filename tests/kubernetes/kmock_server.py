@@ -62,6 +62,7 @@ Matcher = Callable[[Body], bool]
 NAMESPACES = kmock.resource("", "v1", "namespaces")
 PODS = kmock.resource("", "v1", "pods")
 CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+REQUEST_RECORD_LIMIT = 2000
 START_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 CRD_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -366,6 +367,11 @@ class CompatEmulator(kmock.KubernetesEmulator):
     # -- dispatch --
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        # kmock records every request and scans the whole record for each request it answers itself
+        # (GET of one object, discovery): unbounded, that is quadratic over a long run. Only requests
+        # being answered need to be in it; keep a recent window for tests that look at it.
+        if len(self._requests) > REQUEST_RECORD_LIMIT:
+            del self._requests[: len(self._requests) - REQUEST_RECORD_LIMIT // 2]
         watching = request.action == kmock.action.WATCH
         if watching:
             self._log_request(request, "watching")  # a watch ends late, if ever: log when it starts
