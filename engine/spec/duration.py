@@ -80,3 +80,14 @@ def format_duration(seconds: float) -> str:
     if sec or not out:
         out += f"{sec}s"
     return out
+
+
+def duration_or(value: str | None, default: float) -> float:
+    """Seconds in ``value``, or ``default`` when it is empty or not a duration (settings such as
+    podGC's deleteDelayDuration, which validation has already reported)."""
+    if not value:
+        return default
+    try:
+        return parse_duration(value)
+    except ValueError:
+        return default

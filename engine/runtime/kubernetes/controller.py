@@ -34,7 +34,7 @@ from engine.runtime.kubernetes.api import ApiError, AsyncApi, TokenBucket, path_
 from engine.runtime.kubernetes.metrics import Metrics
 from engine.runtime.kubernetes.pods import LABEL_INSTANCE, LABEL_WORKFLOW, PodSettings, build_pod
 from engine.runtime.kubernetes.settings import OperatorSettings
-from engine.spec.duration import parse_duration
+from engine.spec.duration import duration_or
 from engine.spec.workflow import API_VERSION, CronWorkflow, Workflow, WorkflowSpec, WorkflowTemplate
 from engine.workflows import cron as cronlib
 from engine.workflows import nodes as N
@@ -60,15 +60,6 @@ BATCH_SECONDS = 0.1
 COMPRESSED_WRITE_SECONDS = 2.0
 # How long (in one-second tries) a retried node waits for its previous pod to be gone.
 RECREATE_ATTEMPTS = 120
-
-
-def _seconds(value: str | None, default: float) -> float:
-    if not value:
-        return default
-    try:
-        return parse_duration(value)
-    except ValueError:
-        return default
 
 
 def _owner_uid(obj: Mapping[str, Any], kind: str) -> str | None:
@@ -341,37 +332,29 @@ class Driver:
                 self.spawn(ctl.save_memo(self.namespace, action))
         ctl.collect_pods(self, plan)
 
+    def _fail_step(self, step: StepRun, message: str) -> None:
+        """The step ends in Error before a pod of it runs (cannot be built, created or run here)."""
+        self.push(
+            StepOutcome(
+                node_id=step.node_id, phase="Error", message=message, finished_at=self.controller.clock()
+            )
+        )
+
     async def _create_pod(self, step: StepRun) -> None:
         ctl = self.controller
         if step.kind not in ("container", "script", "containerSet"):
-            self.push(
-                StepOutcome(
-                    node_id=step.node_id,
-                    phase="Error",
-                    message=f"{step.kind} templates are not supported by the Kubernetes runtime yet",
-                    finished_at=ctl.clock(),
-                )
-            )
+            self._fail_step(step, f"{step.kind} templates are not supported by the Kubernetes runtime yet")
             return
         try:
             pod = build_pod(step, ctl.pod_settings, now=ctl.clock())
         except SluiceError as exc:
-            self.push(
-                StepOutcome(node_id=step.node_id, phase="Error", message=str(exc), finished_at=ctl.clock())
-            )
+            self._fail_step(step, str(exc))
             return
         await ctl.pod_limiter.acquire()
         try:
             made = await ctl.api.create(_pod_path(step.namespace), pod)
         except ApiError as exc:
-            self.push(
-                StepOutcome(
-                    node_id=step.node_id,
-                    phase="Error",
-                    message=f"could not create pod {step.pod_name}: {exc.api_message or exc}",
-                    finished_at=ctl.clock(),
-                )
-            )
+            self._fail_step(step, f"could not create pod {step.pod_name}: {exc.api_message or exc}")
             return
         attempts = 0
         while made is None and step.pod_name in self.recreate and attempts < RECREATE_ATTEMPTS:
@@ -773,7 +756,7 @@ class Controller:
         gc = driver.workflow.spec.pod_gc
         if gc is None or not gc.strategy:
             return
-        delay = _seconds(gc.delete_delay_duration, 0.0)
+        delay = duration_or(gc.delete_delay_duration, 0.0)
         doomed = pods_to_collect(driver.status, gc.strategy, plan.changed_nodes, finished=plan.finished)
         loop = asyncio.get_running_loop()
         for n in doomed:

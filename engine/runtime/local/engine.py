@@ -37,7 +37,7 @@ from engine.runtime.local.artifacts import LocalDirRepository
 from engine.runtime.local.executor import LocalExecutor
 from engine.runtime.local.isolation import proc_start_time
 from engine.runtime.local.store import CLUSTER, Store, WorkflowRow
-from engine.spec.duration import parse_duration
+from engine.spec.duration import duration_or
 from engine.spec.workflow import Workflow, WorkflowSpec, WorkflowTemplate
 from engine.workflows import nodes as N
 from engine.workflows.operations import pods_to_collect
@@ -84,15 +84,6 @@ def _remover(path: Path) -> Callable[[], None]:
         shutil.rmtree(path, ignore_errors=True)
 
     return remove
-
-
-def _seconds(value: str | None, default: float) -> float:
-    if not value:
-        return default
-    try:
-        return parse_duration(value)
-    except ValueError:
-        return default
 
 
 def owner_id() -> str:
@@ -487,7 +478,7 @@ class LocalEngine:
         spec = run.workflow.spec
         gc = spec.pod_gc
         if gc is not None and gc.strategy:
-            delay = _seconds(gc.delete_delay_duration, 5.0)
+            delay = duration_or(gc.delete_delay_duration, 5.0)
             for n in pods_to_collect(run.status, gc.strategy, plan.changed_nodes, finished=plan.finished):
                 self._later(delay, _remover(self.home / "pods" / run.reconciler.pod_name_of(n)))
         if plan.finished and spec.volume_claim_templates:
