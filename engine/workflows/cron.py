@@ -7,6 +7,11 @@ when to call again. It reads no clock, does no I/O and uses no randomness, so bo
 decisions and the tests drive it with an injected clock. ``CronSchedule`` is the cron expression itself;
 :func:`compile_cron` checks a spec's schedules, zone and policy in one go, for validation at submit time.
 
+Both runtimes' cron loops call :func:`run_cron` once per CronWorkflow: it plans from the parsed object,
+its stored status and its children, carries the plan out through a :class:`CronRuntime` (the runtime's
+own terminate, submit, delete and status write) and returns when to call again. What differs between
+the runtimes, how children are found and how each operation is done, stays in the runtime.
+
 Schedules are robfig/cron's standard syntax, as in Argo (five fields: minute, hour, day-of-month, month,
 day-of-week; ``*``, ``?``, lists, ranges, steps, month and weekday names, ``@yearly``..``@hourly``,
 ``@every <duration>``, a ``CRON_TZ=Zone`` or ``TZ=Zone`` prefix). Where we differ, on purpose:
@@ -43,12 +48,12 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import MAXYEAR, MINYEAR, UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.errors import ExprError, Problem, SpecError
 from engine.spec.duration import parse_duration
-from engine.spec.workflow import API_VERSION, CronWorkflowSpec
+from engine.spec.workflow import API_VERSION, CronWorkflow, CronWorkflowSpec
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -906,6 +911,109 @@ def child_manifest(
         "metadata": metadata,
         "spec": spec.workflow_spec.dump(),
     }
+
+
+# ------------------------------------------------------------------------------- carrying out a plan
+
+
+def cron_key(cron: CronWorkflow) -> tuple[str, str]:
+    """The CronWorkflow's namespace (``default`` when unset) and name, which its status and children go by."""
+    return cron.metadata.namespace or "default", cron.metadata.name or ""
+
+
+def plan_cron_workflow(
+    cron: CronWorkflow, *, status: CronState, children: Sequence[ChildRun], now: float
+) -> CronPlan:
+    """``plan_cron`` for a parsed CronWorkflow: name, namespace, labels, annotations and creation time come
+    from its metadata; ``status`` is the one last saved and ``children`` the child Workflows observed."""
+    namespace, name = cron_key(cron)
+    meta = cron.metadata
+    return plan_cron(
+        spec=_spec_of(cron),
+        name=name,
+        namespace=namespace,
+        status=status,
+        children=children,
+        now=now,
+        labels=dict(meta.labels),
+        annotations=dict(meta.annotations),
+        created_at=parse_rfc3339(meta.creation_timestamp) if meta.creation_timestamp else None,
+    )
+
+
+class CronRuntime(Protocol):
+    """The I/O :func:`run_cron` asks of a runtime for one CronWorkflow.
+
+    Each operation deals with its own expected failures: a child already gone is not an error for
+    terminate or delete, and a status write that fails is the runtime's to report (the next pass plans
+    again from the status it still has).
+    """
+
+    async def terminate_child(self, namespace: str, name: str) -> None:
+        """Stop the running child ``name`` without exit handlers."""
+        ...
+
+    async def submit_child(self, start: StartChild, manifest: dict[str, Any]) -> str | None:
+        """Create the child Workflow ``manifest``; None when created or already there, else why not."""
+        ...
+
+    async def delete_child(self, namespace: str, name: str) -> None:
+        """Delete the finished child ``name``."""
+        ...
+
+    async def save_status(self, namespace: str, name: str, status: CronState) -> None:
+        """Store ``status`` as the CronWorkflow's status."""
+        ...
+
+
+async def run_cron(
+    cron: CronWorkflow,
+    *,
+    status: CronState,
+    children: Sequence[ChildRun],
+    now: float,
+    runtime: CronRuntime,
+    own_children: bool = False,
+) -> float | None:
+    """Plan one CronWorkflow at ``now`` and carry the plan out through ``runtime``, in the plan's order.
+
+    A child that cannot be submitted is recorded in the status as a submission error (a failed run).
+    The status is saved when the plan or a submission error changed it. ``own_children`` makes the
+    CronWorkflow (by its uid) the owner of the children it starts, so deleting it deletes them.
+    Returns the plan's ``requeue_at``: when to call again at the latest, None when nothing is scheduled.
+    """
+    namespace, name = cron_key(cron)
+    spec = _spec_of(cron)
+    plan = plan_cron_workflow(cron, status=status, children=children, now=now)
+    owner_uid = cron.metadata.uid if own_children else None
+    saved = plan.status
+    for action in plan.actions:
+        if isinstance(action, TerminateChild):
+            await runtime.terminate_child(namespace, action.name)
+        elif isinstance(action, StartChild):
+            manifest = child_manifest(action, spec=spec, owner_uid=owner_uid, owner_name=name)
+            error = await runtime.submit_child(action, manifest)
+            if error is not None:
+                saved = record_submission_error(saved, child=action.name, message=error)
+        else:
+            await runtime.delete_child(namespace, action.name)
+    if plan.changed or saved is not plan.status:
+        await runtime.save_status(namespace, name, saved)
+    return plan.requeue_at
+
+
+def earlier(a: float | None, b: float | None) -> float | None:
+    """The earlier of two requeue times, where None means "no time": a cron pass wakes for the first."""
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
+
+
+def _spec_of(cron: CronWorkflow) -> CronWorkflowSpec:
+    if cron.spec is None:
+        namespace, name = cron_key(cron)
+        raise SpecError([Problem("spec", f"CronWorkflow {namespace}/{name} has no spec")])
+    return cron.spec
 
 
 def _first_watermark(status: CronState, created_at: float | None, now: float) -> float:

@@ -1,11 +1,14 @@
 """Tests of engine.workflows.cron: cron expressions and the CronWorkflow planner, with an injected clock.
 
 Times are written as ISO strings and turned into epoch seconds by ``at``; a small ``Runner`` plays the
-runtime's part (carry out actions, report children) so scenarios read as a timeline.
+runtime's part (carry out actions, report children) so scenarios read as a timeline. ``run_cron``, the
+driver both runtimes call, is tested with ``FakeCronRuntime``: in-memory children and status in place of
+the runtime's I/O, with the real planner deciding.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import SpecError
-from engine.spec.workflow import CronWorkflowSpec
+from engine.spec.workflow import CronWorkflow, CronWorkflowSpec
 from engine.workflows.cron import (
     ANNOTATION_SCHEDULED_TIME,
     LABEL_CRON_COMPLETED,
@@ -36,8 +39,10 @@ from engine.workflows.cron import (
     child_manifest,
     child_name,
     compile_cron,
+    earlier,
     plan_cron,
     record_submission_error,
+    run_cron,
 )
 
 UTC = ZoneInfo("UTC")
@@ -1058,3 +1063,189 @@ def test_random_timelines_never_start_a_fire_time_twice_or_off_schedule(
             if running:
                 runner.finish(running[0].name, "Succeeded", now)
     assert len(runner.started) == len(set(runner.started))
+
+
+# ------------------------------------------------------------------------------- run_cron, the driver
+
+
+@dataclass
+class FakeCronRuntime:
+    """A runtime's side of run_cron in memory: children by name, every call in order, statuses saved."""
+
+    children: dict[str, ChildRun] = field(default_factory=dict)
+    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+    saved: list[tuple[str, str, CronState]] = field(default_factory=list)
+    # Child name -> the message its submission fails with.
+    refuse: dict[str, str] = field(default_factory=dict)
+
+    async def terminate_child(self, namespace: str, name: str) -> None:
+        self.calls.append(("terminate", namespace, name))
+        if name in self.children:
+            self.children[name] = ChildRun(name, "Failed")
+
+    async def submit_child(self, start: StartChild, manifest: dict[str, Any]) -> str | None:
+        self.calls.append(("submit", start.namespace, start.name))
+        if start.name in self.refuse:
+            return self.refuse[start.name]
+        self.manifests[start.name] = manifest
+        self.children[start.name] = ChildRun(start.name, "Running")
+        return None
+
+    async def delete_child(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete", namespace, name))
+        self.children.pop(name, None)
+
+    async def save_status(self, namespace: str, name: str, status: CronState) -> None:
+        self.saved.append((namespace, name, status))
+
+    @property
+    def status(self) -> CronState:
+        return self.saved[-1][2] if self.saved else CronState()
+
+    def run(self, cron: CronWorkflow, now: float, *, own_children: bool = False) -> float | None:
+        """One pass over ``cron`` at ``now``, from the last saved status and the children as they are."""
+        return asyncio.run(
+            run_cron(
+                cron,
+                status=self.status,
+                children=tuple(self.children.values()),
+                now=now,
+                runtime=self,
+                own_children=own_children,
+            )
+        )
+
+
+def cron_workflow(metadata: dict[str, Any] | None = None, **fields: Any) -> CronWorkflow:
+    """A CronWorkflow ``hello`` in ``argo``, created at 10:00:00 and running every minute by default."""
+    meta: dict[str, Any] = {
+        "name": "hello",
+        "namespace": "argo",
+        "uid": "uid-1",
+        "creationTimestamp": "2024-03-01T10:00:00Z",
+    }
+    meta.update(metadata or {})
+    spec = cron_spec(**fields).dump()
+    return CronWorkflow.parse(
+        {"apiVersion": "sluice.dev/v1alpha1", "kind": "CronWorkflow", "metadata": meta, "spec": spec}
+    )
+
+
+def test_run_cron_submits_a_due_run_saves_the_status_and_returns_the_next_fire_time() -> None:
+    creator = "workflows.argoproj.io/creator"
+    cron = cron_workflow({"labels": {creator: "ann", "other": "x"}})
+    runtime = FakeCronRuntime()
+    # The creation time comes from the metadata: a first pass ten seconds after 10:01 still runs it.
+    requeue = runtime.run(cron, at("2024-03-01T10:01:10"))
+    child = child_name("hello", at("2024-03-01T10:01:00"))
+    assert runtime.calls == [("submit", "argo", child)]
+    assert requeue == at("2024-03-01T10:02:00")
+    metadata = runtime.manifests[child]["metadata"]
+    assert metadata["namespace"] == "argo"
+    assert metadata["labels"] == {LABEL_CRON_WORKFLOW: "hello", creator: "ann"}
+    assert metadata["annotations"] == {ANNOTATION_SCHEDULED_TIME: "2024-03-01T10:01:00Z"}
+    assert "ownerReferences" not in metadata
+    [(namespace, name, status)] = runtime.saved
+    assert (namespace, name) == ("argo", "hello")
+    assert status.active == (child,)
+    assert status.last_scheduled_time == at("2024-03-01T10:01:00")
+
+
+def test_run_cron_makes_the_cron_workflow_own_its_children_when_asked() -> None:
+    runtime = FakeCronRuntime()
+    runtime.run(cron_workflow(), at("2024-03-01T10:01:10"), own_children=True)
+    [manifest] = runtime.manifests.values()
+    [owner] = manifest["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("CronWorkflow", "hello", "uid-1")
+
+
+def test_run_cron_records_a_refused_submission_as_a_failed_run() -> None:
+    runtime = FakeCronRuntime()
+    child = child_name("hello", at("2024-03-01T10:01:00"))
+    runtime.refuse[child] = "quota exceeded"
+    assert runtime.run(cron_workflow(), at("2024-03-01T10:01:10")) == at("2024-03-01T10:02:00")
+    assert runtime.calls == [("submit", "argo", child)]
+    assert runtime.status.active == ()
+    assert runtime.status.failed == 1
+    assert [(c.type, c.message) for c in runtime.status.conditions] == [
+        (SUBMISSION_ERROR, "Failed to submit Workflow: quota exceeded")
+    ]
+    # The fire time was decided: the next pass does not try it again.
+    runtime.run(cron_workflow(), at("2024-03-01T10:01:20"))
+    assert len(runtime.calls) == 1
+
+
+def test_a_pass_that_changes_nothing_saves_nothing() -> None:
+    runtime = FakeCronRuntime()
+    cron = cron_workflow()
+    runtime.run(cron, at("2024-03-01T10:01:10"))
+    calls, saved = list(runtime.calls), list(runtime.saved)
+    assert runtime.run(cron, at("2024-03-01T10:01:10")) == at("2024-03-01T10:02:00")
+    assert (runtime.calls, runtime.saved) == (calls, saved)
+
+
+def test_run_cron_terminates_the_replaced_run_before_submitting_the_new_one() -> None:
+    runtime = FakeCronRuntime()
+    cron = cron_workflow(concurrencyPolicy="Replace")
+    runtime.run(cron, at("2024-03-01T10:01:00"))
+    runtime.run(cron, at("2024-03-01T10:02:00"))
+    first, second = (
+        child_name("hello", at("2024-03-01T10:01:00")),
+        child_name("hello", at("2024-03-01T10:02:00")),
+    )
+    assert runtime.calls == [
+        ("submit", "argo", first),
+        ("terminate", "argo", first),
+        ("submit", "argo", second),
+    ]
+
+
+def test_run_cron_deletes_finished_children_beyond_the_history_limit() -> None:
+    runtime = FakeCronRuntime()
+    runtime.children = {
+        "hello-1": ChildRun("hello-1", "Succeeded", at("2024-03-01T09:00:00")),
+        "hello-2": ChildRun("hello-2", "Succeeded", at("2024-03-01T09:30:00")),
+    }
+    runtime.run(cron_workflow(successfulJobsHistoryLimit=1), at("2024-03-01T10:00:30"))
+    assert runtime.calls == [("delete", "argo", "hello-1")]
+    assert list(runtime.children) == ["hello-2"]
+
+
+def test_run_cron_reads_a_missing_namespace_as_default() -> None:
+    runtime = FakeCronRuntime()
+    runtime.run(cron_workflow({"namespace": None}), at("2024-03-01T10:01:10"))
+    assert [(kind, namespace) for kind, namespace, _ in runtime.calls] == [("submit", "default")]
+    assert [(namespace, name) for namespace, name, _ in runtime.saved] == [("default", "hello")]
+
+
+def test_run_cron_on_a_suspended_cron_workflow_starts_nothing_and_asks_no_requeue() -> None:
+    runtime = FakeCronRuntime()
+    assert runtime.run(cron_workflow(suspend=True), at("2024-03-01T10:01:10")) is None
+    assert runtime.calls == []
+    assert [s.checked_until for _, _, s in runtime.saved] == [at("2024-03-01T10:01:10")]
+
+
+@needs_expr
+@pytest.mark.parametrize(("owner", "runs"), [("bob", True), ("alice", False)])
+def test_run_cron_gives_when_the_cron_workflows_own_annotations(owner: str, runs: bool) -> None:
+    runtime = FakeCronRuntime()
+    cron = cron_workflow({"annotations": {"owner": owner}}, when="{{cronworkflow.annotations.owner}} == bob")
+    runtime.run(cron, at("2024-03-01T10:01:10"))
+    assert bool(runtime.manifests) is runs
+
+
+def test_run_cron_refuses_a_cron_workflow_without_a_spec() -> None:
+    cron = CronWorkflow.parse(
+        {"apiVersion": "sluice.dev/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": "x"}}
+    )
+    with pytest.raises(SpecError, match="CronWorkflow default/x has no spec"):
+        FakeCronRuntime().run(cron, at("2024-03-01T10:01:10"))
+
+
+def test_earlier_takes_the_first_requeue_time_and_ignores_none() -> None:
+    assert earlier(None, None) is None
+    assert earlier(None, 5.0) == 5.0
+    assert earlier(5.0, None) == 5.0
+    assert earlier(7.0, 5.0) == 5.0
+    assert earlier(5.0, 7.0) == 5.0

@@ -878,9 +878,6 @@ class Controller:
             except SluiceError as exc:
                 log.warning("CronWorkflow %s/%s: %s", namespace, name, exc)
                 continue
-            assert cron.spec is not None
-            meta = cron.metadata
-            state = cronlib.CronState.from_json(body.get("status") or {})
             children = [
                 cronlib.ChildRun(
                     name=str(w["name"]),
@@ -890,51 +887,58 @@ class Controller:
                 for w in self.workflows.values()
                 if w["namespace"] == namespace and w["labels"].get(cronlib.LABEL_CRON_WORKFLOW) == name
             ]
-            plan = cronlib.plan_cron(
-                spec=cron.spec,
-                name=name,
-                namespace=namespace,
-                status=state,
+            requeue_at = await cronlib.run_cron(
+                cron,
+                status=cronlib.CronState.from_json(body.get("status") or {}),
                 children=children,
                 now=self.clock(),
-                labels=dict(meta.labels),
-                annotations=dict(meta.annotations),
-                created_at=cronlib.parse_rfc3339(meta.creation_timestamp)
-                if meta.creation_timestamp
-                else None,
+                runtime=_CronRuntime(self, body),
+                own_children=True,
             )
-            status = plan.status
-            for action in plan.actions:
-                if isinstance(action, cronlib.TerminateChild):
-                    with contextlib.suppress(ApiError):
-                        await self.api.merge_patch(
-                            _workflow_path(namespace, action.name), {"spec": {"shutdown": "Terminate"}}
-                        )
-                elif isinstance(action, cronlib.StartChild):
-                    manifest = cronlib.child_manifest(
-                        action, spec=cron.spec, owner_uid=meta.uid, owner_name=name, api_version=API_VERSION
-                    )
-                    if self.settings.instance_id:
-                        manifest["metadata"]["labels"][LABEL_INSTANCE] = self.settings.instance_id
-                    try:
-                        await self.api.create(path_of("workflows", namespace), manifest)
-                    except ApiError as exc:
-                        status = cronlib.record_submission_error(status, child=action.name, message=str(exc))
-                elif isinstance(action, cronlib.DeleteChild):
-                    with contextlib.suppress(ApiError):
-                        await self.api.delete(_workflow_path(namespace, action.name))
-            if plan.changed or status is not plan.status:
-                try:
-                    await self.api.merge_patch(
-                        path_of("cronworkflows", namespace, name, sub="status"),
-                        {"status": status.to_json(namespace=namespace)},
-                    )
-                    body["status"] = status.to_json(namespace=namespace)
-                except ApiError as exc:
-                    log.warning("CronWorkflow %s/%s: could not write its status: %s", namespace, name, exc)
-            if plan.requeue_at is not None and (earliest is None or plan.requeue_at < earliest):
-                earliest = plan.requeue_at
+            earliest = cronlib.earlier(earliest, requeue_at)
         return earliest
+
+
+class _CronRuntime:
+    """The operator's side of :func:`engine.workflows.cron.run_cron` for one CronWorkflow, whose children
+    are Workflow objects in its namespace."""
+
+    def __init__(self, controller: Controller, body: JSON) -> None:
+        self.controller = controller
+        # The cached CronWorkflow: its status follows each write, so the next pass plans from it.
+        self.body = body
+
+    async def terminate_child(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(ApiError):
+            await self.controller.api.merge_patch(
+                _workflow_path(namespace, name), {"spec": {"shutdown": "Terminate"}}
+            )
+
+    async def submit_child(self, start: cronlib.StartChild, manifest: JSON) -> str | None:
+        instance_id = self.controller.settings.instance_id
+        if instance_id:
+            manifest["metadata"]["labels"][LABEL_INSTANCE] = instance_id
+        # A 409 AlreadyExists (this fire time's run, created by an earlier pass) comes back as None.
+        try:
+            await self.controller.api.create(path_of("workflows", start.namespace), manifest)
+        except ApiError as exc:
+            return str(exc)
+        return None
+
+    async def delete_child(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(ApiError):
+            await self.controller.api.delete(_workflow_path(namespace, name))
+
+    async def save_status(self, namespace: str, name: str, status: cronlib.CronState) -> None:
+        try:
+            await self.controller.api.merge_patch(
+                path_of("cronworkflows", namespace, name, sub="status"),
+                {"status": status.to_json(namespace=namespace)},
+            )
+        except ApiError as exc:
+            log.warning("CronWorkflow %s/%s: could not write its status: %s", namespace, name, exc)
+            return
+        self.body["status"] = status.to_json(namespace=namespace)
 
 
 __all__ = ["ANNOTATION_RESUME", "ANNOTATION_RETRY", "LABEL_WORKFLOW", "Controller", "Driver"]

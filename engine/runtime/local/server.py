@@ -148,53 +148,24 @@ class Server:
     async def cron_pass(self) -> float | None:
         eng = self.engine
         store = eng.store
+        runtime = _LocalCronRuntime(eng)
         earliest: float | None = None
         for obj in store.list_objects("CronWorkflow"):
             cron = CronWorkflow.parse(obj)
-            meta = cron.metadata
-            ns = meta.namespace or "default"
-            name = meta.name or ""
-            assert cron.spec is not None
-            state = cronlib.CronState.from_json(store.cron_state(ns, name))
+            ns, name = cronlib.cron_key(cron)
             children = [
                 cronlib.ChildRun(name=row.name, phase=row.phase, finished_at=row.finished_at)
                 for row in store.list_workflows(ns)
                 if (row.manifest.get("metadata", {}).get("labels") or {}).get(CRON_LABEL) == name
             ]
-            now = eng.clock()
-            plan = cronlib.plan_cron(
-                spec=cron.spec,
-                name=name,
-                namespace=ns,
-                status=state,
+            requeue_at = await cronlib.run_cron(
+                cron,
+                status=cronlib.CronState.from_json(store.cron_state(ns, name)),
                 children=children,
-                now=now,
-                labels=dict(meta.labels),
-                annotations=dict(meta.annotations),
-                created_at=cronlib.parse_rfc3339(meta.creation_timestamp)
-                if meta.creation_timestamp
-                else None,
+                now=eng.clock(),
+                runtime=runtime,
             )
-            status = plan.status
-            for action in plan.actions:
-                if isinstance(action, cronlib.TerminateChild):
-                    with contextlib.suppress(StateError):
-                        eng.terminate(action.name, ns)
-                elif isinstance(action, cronlib.StartChild):
-                    if store.get_workflow(ns, action.name) is not None:
-                        continue
-                    manifest = cronlib.child_manifest(action, spec=cron.spec)
-                    try:
-                        await eng.submit(Workflow.parse(manifest), namespace=ns)
-                    except SluiceError as exc:
-                        status = cronlib.record_submission_error(status, child=action.name, message=str(exc))
-                elif isinstance(action, cronlib.DeleteChild):
-                    with contextlib.suppress(StateError):
-                        await eng.delete(action.name, ns)
-            if plan.changed or status is not plan.status:
-                store.put_cron_state(ns, name, status.to_json(namespace=ns))
-            if plan.requeue_at is not None and (earliest is None or plan.requeue_at < earliest):
-                earliest = plan.requeue_at
+            earliest = cronlib.earlier(earliest, requeue_at)
         return earliest
 
     # --- running -------------------------------------------------------------------------------------
@@ -234,3 +205,31 @@ class Server:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class _LocalCronRuntime:
+    """The local engine's side of :func:`engine.workflows.cron.run_cron`: children are local workflows."""
+
+    def __init__(self, engine: LocalEngine) -> None:
+        self.engine = engine
+
+    async def terminate_child(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(StateError):
+            self.engine.terminate(name, namespace)
+
+    async def submit_child(self, start: cronlib.StartChild, manifest: dict[str, Any]) -> str | None:
+        # A child of this name is this fire time's run, submitted by an earlier pass.
+        if self.engine.store.get_workflow(start.namespace, start.name) is not None:
+            return None
+        try:
+            await self.engine.submit(Workflow.parse(manifest), namespace=start.namespace)
+        except SluiceError as exc:
+            return str(exc)
+        return None
+
+    async def delete_child(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(StateError):
+            await self.engine.delete(name, namespace)
+
+    async def save_status(self, namespace: str, name: str, status: cronlib.CronState) -> None:
+        self.engine.store.put_cron_state(namespace, name, status.to_json(namespace=namespace))
