@@ -34,6 +34,7 @@ import yaml
 
 from engine.errors import Problem, SluiceError, SpecError, StateError
 from engine.runtime.kubernetes.api import MERGE_PATCH, Api, ApiError, TokenBucket, load_client, path_of
+from engine.runtime.kubernetes.pods import LABEL_INSTANCE
 from engine.runtime.local.store import WorkflowRow
 from engine.spec.crd import GROUP, KINDS
 from engine.spec.loader import Document, load_file
@@ -216,11 +217,13 @@ class ClusterStore:
 
     Workflows come back as ``WorkflowRow`` (their status is the object's, nodes possibly compressed);
     templates, cron workflows, config maps and secrets are the objects themselves. The CLI's ``_store``
-    gives one of these under ``--kube``, so those commands print what they print for the embedded runtime.
+    gives one of these (:func:`cluster_store`) under ``--kube``, so those commands print what they print
+    for the embedded runtime.
     """
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, *, instance_id: str = "") -> None:
         self.cluster = cluster
+        self.instance_id = instance_id
 
     # -- workflows --
 
@@ -259,6 +262,8 @@ class ClusterStore:
         """Create the object, or replace it when it exists (the embedded store's put)."""
         body = copy.deepcopy(data)
         meta = body.setdefault("metadata", {})
+        if kind in INSTANCE_KINDS:
+            with_instance_label(body, self.instance_id)
         if meta.get("resourceVersion"):  # read from the cluster: replace that version
             self.cluster.call("PUT", self._path(kind, namespace, name), body=body)
             return
@@ -309,8 +314,26 @@ def workflow_row(obj: Mapping[str, Any]) -> WorkflowRow:
     )
 
 
-def _store(args: argparse.Namespace) -> ClusterStore:
-    return ClusterStore(cluster_of(args))
+def cluster_store(args: argparse.Namespace) -> ClusterStore:
+    return ClusterStore(cluster_of(args), instance_id=instance_id(args))
+
+
+# The kinds an operator picks by its instance id (SLUICE_INSTANCE_ID): objects the CLI creates carry it.
+INSTANCE_KINDS = ("Workflow", "CronWorkflow")
+
+
+def instance_id(args: argparse.Namespace) -> str:
+    """``--instanceid``, else ``$SLUICE_INSTANCE_ID``: the operator instance whose workflows these are."""
+    given = getattr(args, "instanceid", None)
+    return str(given if given is not None else os.environ.get("SLUICE_INSTANCE_ID", ""))
+
+
+def with_instance_label(body: JSON, instance: str) -> JSON:
+    """``body`` labelled for operator ``instance`` (an operator without an instance id takes only
+    objects without the label, so an empty id sets none)."""
+    if instance:
+        body.setdefault("metadata", {}).setdefault("labels", {})[LABEL_INSTANCE] = instance
+    return body
 
 
 def _workflow(args: argparse.Namespace, name: str) -> JSON:
@@ -369,10 +392,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     params = parse_parameters(args.parameter, args.parameter_file)
     # Every document is checked before anything is created.
     bodies = [
-        workflow_body(d, namespace=args.namespace, parameters=params, entrypoint=args.entrypoint)
+        with_instance_label(
+            workflow_body(d, namespace=args.namespace, parameters=params, entrypoint=args.entrypoint),
+            instance_id(args),
+        )
         for d in workflows
     ]
-    store = _store(args)
+    store = cluster_store(args)
     _apply_objects(store, [d for d in docs if d.kind != "Workflow"], namespace=args.namespace)
     names = []
     for body in bodies:
@@ -411,6 +437,11 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
     doc = Document("Workflow", Workflow.parse(manifest), manifest, f"workflow {args.name}", 0)
     params = parse_parameters(args.parameter, [])
     body = workflow_body(doc, namespace=args.namespace, parameters=params, entrypoint=None)
+    # The new run goes to the operator instance that ran the old one, unless --instanceid says otherwise.
+    old_instance = str((meta.get("labels") or {}).get(LABEL_INSTANCE) or "")
+    with_instance_label(
+        body, instance_id(args) if getattr(args, "instanceid", None) is not None else old_instance
+    )
     made = cluster_of(args).call("POST", _workflow_path(args.namespace), body=body)
     name = str(made["metadata"]["name"])
     print(name if args.output == "name" else f"Name:      {name}")
@@ -523,7 +554,7 @@ def _until_taken_up(args: argparse.Namespace, name: str, annotation: str, before
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = cluster_store(args)
     names = list(args.names)
     if args.all or args.completed:
         for row in store.list_workflows(args.namespace):
@@ -594,4 +625,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "logs": cmd_logs,
 }
 
-__all__ = ["ClusterStore", "cluster_of", "context_namespace", "run", "wanted", "workflow_row"]
+__all__ = [
+    "ClusterStore",
+    "cluster_of",
+    "cluster_store",
+    "context_namespace",
+    "run",
+    "wanted",
+    "workflow_row",
+]

@@ -48,9 +48,9 @@ def _store(args: argparse.Namespace) -> Any:
     from engine.runtime.local.store import Store
 
     if getattr(args, "kube", False):
-        from engine.cli.kube import ClusterStore, cluster_of
+        from engine.cli.kube import cluster_store
 
-        return ClusterStore(cluster_of(args))
+        return cluster_store(args)
     return Store(_home(args))
 
 
@@ -842,6 +842,8 @@ def cmd_executor(args: argparse.Namespace) -> int:
 
     if args.subcommand == "init":
         return executor.run_init(os.environ)
+    if args.subcommand == "http":
+        return executor.run_http(os.environ)
     return executor.run_wait(os.environ)
 
 
@@ -893,6 +895,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--context", help="with --kube: the kubeconfig context (default: its current one)")
     parser.add_argument("--kubeconfig", help="with --kube: default $KUBECONFIG or ~/.kube/config")
+    parser.add_argument(
+        "--instanceid",
+        help="with --kube: label created workflows and cron workflows for the operator started with this "
+        "SLUICE_INSTANCE_ID (default: $SLUICE_INSTANCE_ID)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
@@ -902,6 +909,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kube", action="store_true", default=argparse.SUPPRESS)
         p.add_argument("--context", default=argparse.SUPPRESS)
         p.add_argument("--kubeconfig", default=argparse.SUPPRESS)
+        p.add_argument("--instanceid", default=argparse.SUPPRESS)
         return p
 
     p = add("run", "run a workflow here and now, exit with its result")
@@ -1068,6 +1076,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = esub.add_parser("init", help="init container: stage sluice-run, the script and the input artifacts")
     c.set_defaults(func=cmd_executor)
     c = esub.add_parser("wait", help="wait container: wait for the step, upload outputs, print them as JSON")
+    c.set_defaults(func=cmd_executor)
+    c = esub.add_parser("http", help="main container of an http step: send the request, print the body")
     c.set_defaults(func=cmd_executor)
     p.set_defaults(func=lambda a, g=p: (g.print_help(), EXIT_INVALID)[1])
 

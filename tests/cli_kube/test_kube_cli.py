@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from engine.runtime.kubernetes.pods import LABEL_INSTANCE
 from engine.workflows.status import compress_nodes
 from tests.cli.support import GREETER_TEMPLATE, USES_GREETER, cli, error_line, sluice_env, wait_for, write
 from tests.cli.test_inspect import FAILING, TWO_STEPS
@@ -206,6 +207,30 @@ def test_submit_creates_the_workflow_with_parameters_and_entrypoint_and_prints_i
     second = next(n for n in kube.workflow_names() if n != name)
     assert plain.stdout == f"Name:      {second}\nNamespace: default\nStatus:    Pending\n"
     assert kube.workflow(second)["spec"]["arguments"]["parameters"] == [{"name": "who", "value": "world"}]
+
+
+def test_created_workflows_and_crons_carry_the_operator_instance_id(kube: Kube, tmp_path: Path) -> None:
+    path = write(tmp_path, "gen.yaml", GENERATED)
+
+    def labels(name: str, kind: str = "workflows") -> dict[str, str]:
+        obj = kube.server.request("GET", f"{GROUP_PATH}/namespaces/default/{kind}/{name}")
+        found: dict[str, str] = obj["metadata"].get("labels") or {}
+        return found
+
+    blue = kube("submit", path, "-o", "name", env={"SLUICE_INSTANCE_ID": "blue"}).stdout.strip()
+    assert labels(blue)[LABEL_INSTANCE] == "blue"
+    green = kube("--instanceid", "green", "submit", path, "-o", "name").stdout.strip()
+    assert labels(green)[LABEL_INSTANCE] == "green"
+    plain = kube("submit", path, "-o", "name").stdout.strip()
+    assert LABEL_INSTANCE not in labels(plain)
+    # A resubmitted run goes to the instance that ran the old one.
+    again = kube("resubmit", blue, "-o", "name").stdout.strip()
+    assert labels(again)[LABEL_INSTANCE] == "blue"
+    cron = write(tmp_path, "c.yaml", CRON)
+    assert kube("cron", "create", cron, env={"SLUICE_INSTANCE_ID": "blue"}).returncode == 0
+    assert labels("nightly", "cronworkflows")[LABEL_INSTANCE] == "blue"
+    assert kube("cron", "suspend", "nightly").returncode == 0  # a later change keeps the label
+    assert labels("nightly", "cronworkflows")[LABEL_INSTANCE] == "blue"
 
 
 def test_a_bad_manifest_is_one_line_naming_file_and_field_and_creates_nothing(

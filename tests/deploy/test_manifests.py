@@ -153,7 +153,7 @@ OPERATOR_GRANTS: set[tuple[str, str, str]] = {
     },
     *{("sluice.dev", "cronworkflows", v) for v in ("get", "list", "watch")},
     ("sluice.dev", "cronworkflows/status", "patch"),
-    *{("", "pods", v) for v in ("get", "list", "watch", "create", "delete")},
+    *{("", "pods", v) for v in ("get", "list", "watch", "create", "patch", "delete")},
     ("", "pods/log", "get"),
     *{("", "configmaps", v) for v in ("get", "list", "watch", "create", "patch")},
     *{("", "persistentvolumeclaims", v) for v in ("create", "delete", "get")},

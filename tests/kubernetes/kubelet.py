@@ -11,9 +11,10 @@ What a pod gets
     once; phase ``Pending`` → ``Running`` → ``Succeeded`` / ``Failed``, complete container statuses,
     ``startTime``, ``podIP``/``hostIP`` 127.0.0.1 and the usual conditions. Each container's stdout and
     stderr, interleaved, are its log (``GET pods/{name}/log?container=X``), uploaded while it runs and
-    in full before its terminated state is reported. ``activeDeadlineSeconds`` kills the pod
-    (``DeadlineExceeded``); deleting it sends SIGTERM, then SIGKILL after
-    ``terminationGracePeriodSeconds`` (2 s when unset).
+    in full before its terminated state is reported. Past ``activeDeadlineSeconds`` (counted from
+    ``startTime``, and re-armed when the field is lowered on a running pod) and when it is deleted,
+    the pod is stopped with SIGTERM, then SIGKILL after ``terminationGracePeriodSeconds`` (2 s when
+    unset); past its deadline it ends ``Failed`` with reason ``DeadlineExceeded``.
 
 How a container runs
     As a host process under bubblewrap: the host's root (images are not pulled; commands run with the
@@ -26,14 +27,17 @@ How a container runs
     keys), ``HOSTNAME``, ``HOME``, a PATH of the configured prefix plus the standard directories, and
     ``extra_env`` (what an image's own ``ENV`` would give). The command is ``command + args``; without
     ``command`` the image table supplies the entrypoint, and when it cannot, the container fails to
-    start (exit code 128, reason ``StartError``), as when its program cannot be executed.
+    start (exit code 128, reason ``StartError``), as when its program cannot be executed. A file of
+    its own is bound at its ``terminationMessagePath`` (``/dev/termination-log`` when unset); what the
+    container wrote there (up to 4 kB) is its terminated state's ``message``.
 
 Where it differs from a node
     Every pod is run as ``restartPolicy: Never`` (the operator creates no other); nothing is scheduled
     (``spec.nodeName`` stays as created); resources and probes are not enforced; a missing config map
     or secret keeps the container waiting and is retried every second. Mount points that do not exist
     on the host are created there by bubblewrap (its root is the host's) and removed by
-    :meth:`TestKubelet.stop`.
+    :meth:`TestKubelet.stop`, except the termination message's mount point (``/dev/termination-log``),
+    which stays for the other kubelets of this machine.
 
 Failure injection (:meth:`TestKubelet.fail_next`): ``OOMKilled`` (main's sandbox is killed as a
 container-wide OOM kill on cgroup v2 does: every process of the container, ``sluice-run`` included, so
@@ -88,6 +92,8 @@ EVICTED_MESSAGE = "The node was low on resource: memory."
 RETRY_SECONDS = 1.0  # how often a container waiting for a config map or secret tries again
 LOG_UPLOAD_SECONDS = 1.0  # how often the logs of running containers are uploaded
 KILLED = 128 + signal.SIGKILL
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"  # Kubernetes' default terminationMessagePath
+TERMINATION_MESSAGE_LIMIT = 4096  # bytes of it a kubelet reports
 
 Body = dict[str, Any]
 
@@ -298,6 +304,7 @@ class TestKubelet:
         self._runs: dict[str, _PodRun] = {}  # by pod uid
         self._made: set[str] = set()  # host paths that bwrap creates as mount points
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reports: set[asyncio.Task[None]] = set()
         self._thread: threading.Thread | None = None
         self._calls: concurrent.futures.ThreadPoolExecutor | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -468,9 +475,12 @@ class TestKubelet:
         meta = pod["metadata"]
         run = self._runs.get(meta["uid"])
         if run is not None:
+            deadline = run.spec.get("activeDeadlineSeconds")
             run.pod = pod
             if meta.get("deletionTimestamp") and not run.stopping:
                 self._abort(run, grace=self._grace(run))
+            elif run.spec.get("activeDeadlineSeconds") != deadline and run.start_time is not None:
+                self._arm_deadline(run)
             return
         if self._closing or meta.get("deletionTimestamp"):
             return
@@ -560,12 +570,7 @@ class TestKubelet:
                 return
         self.started.append(run.name)
         run.start_time = time.time()
-        deadline = run.spec.get("activeDeadlineSeconds")
-        if isinstance(deadline, int | float) and deadline > 0:
-            # Counted from startTime, as the kubelet does.
-            run.deadline_timer = asyncio.get_running_loop().call_later(
-                float(deadline), self._expire, run, "DeadlineExceeded", DEADLINE_MESSAGE
-            )
+        self._arm_deadline(run)
         await self._report(run)
         await self._prepare_volumes(run)
         for c in run.inits:
@@ -618,12 +623,36 @@ class TestKubelet:
             for w in waits:
                 w.cancel()
 
-    def _expire(self, run: _PodRun, reason: str, message: str) -> None:
+    def _arm_deadline(self, run: _PodRun) -> None:
+        """Stop the pod ``activeDeadlineSeconds`` after its start, gracefully, as the kubelet does."""
+        if run.deadline_timer is not None:
+            run.deadline_timer.cancel()
+            run.deadline_timer = None
+        deadline = run.spec.get("activeDeadlineSeconds")
+        if run.start_time is None or not isinstance(deadline, int | float) or deadline <= 0:
+            return
+        delay = max(0.0, run.start_time + float(deadline) - time.time())
+        assert self._loop is not None
+        run.deadline_timer = self._loop.call_later(
+            delay, self._expire, run, "DeadlineExceeded", DEADLINE_MESSAGE, self._grace(run)
+        )
+
+    def _expire(self, run: _PodRun, reason: str, message: str, grace: float = 0.0) -> None:
         """End the pod for ``reason`` (its status's reason and message once every container is dead)."""
         if run.finished or run.stopping:
             return
         run.reason, run.message = reason, message
-        self._abort(run, grace=0)
+        self._abort(run, grace=grace)
+        if grace > 0:
+            # A kubelet reports the pod Failed at once; its containers' ends follow as they stop.
+            run.phase = "Failed"
+            task = asyncio.get_running_loop().create_task(self._report_quietly(run))
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
+
+    async def _report_quietly(self, run: _PodRun) -> None:
+        with contextlib.suppress(_PodGone, ApiError):
+            await self._report(run)
 
     def _abort(self, run: _PodRun, *, grace: float) -> None:
         """Stop the pod: nothing more starts; SIGTERM to the containers, SIGKILL after ``grace``."""
@@ -812,7 +841,7 @@ class TestKubelet:
             with contextlib.suppress(_PodGone):
                 await self._upload_log(run, c, final=True)
             exit_code = 128 - code if code < 0 else code
-            reason, message = ("Completed" if exit_code == 0 else "Error"), None
+            reason, message = ("Completed" if exit_code == 0 else "Error"), _termination_message(run, c)
             if c.oom:
                 reason = "OOMKilled"
             elif exit_code == 1:
@@ -1036,6 +1065,11 @@ class TestKubelet:
                 args += ["--bind", path, path]
         args += ["--proc", "/proc", "--unshare-pid", "--die-with-parent"]
         mounted: list[str] = []
+        message = _termination_file(run, c)
+        message.parent.mkdir(parents=True, exist_ok=True)
+        message.write_bytes(b"")
+        path = posixpath.normpath(str(c.spec.get("terminationMessagePath") or TERMINATION_MESSAGE_PATH))
+        args += ["--bind", str(message), _message_mount_point(path)]
         mounts = sorted(
             c.spec.get("volumeMounts") or (),
             key=lambda m: posixpath.normpath(str(m.get("mountPath"))).count("/"),
@@ -1108,6 +1142,37 @@ def _settled_phase(run: _PodRun) -> str | None:
         return None
     failed = run.reason is not None or any(c.exit_code != 0 for c in run.mains)
     return "Failed" if failed else "Succeeded"
+
+
+def _termination_file(run: _PodRun, c: _Container) -> Path:
+    """The host file bound at the container's terminationMessagePath."""
+    return run.dir / "termination" / c.name
+
+
+def _message_mount_point(path: str) -> str:
+    """Where the termination message file is bound: on the host (outside the private /tmp) an empty
+    file made here once and left in place. Every container, of every test kubelet on this machine,
+    binds over the same ``/dev/termination-log``; removing it while another sandbox is being set up
+    would keep that container from starting."""
+    if not path.startswith("/"):
+        raise _StartError(f"terminationMessagePath {path!r} is not an absolute path")
+    if _under(path, "/tmp"):
+        return path
+    resolved = os.path.realpath(path)
+    if not os.path.lexists(resolved):
+        os.makedirs(os.path.dirname(resolved), exist_ok=True)
+        with open(resolved, "ab"):
+            pass
+    return resolved
+
+
+def _termination_message(run: _PodRun, c: _Container) -> str | None:
+    try:
+        with open(_termination_file(run, c), "rb") as f:
+            data = f.read(TERMINATION_MESSAGE_LIMIT)
+    except OSError:
+        return None
+    return data.decode(errors="replace") or None
 
 
 def _under(path: str, top: str) -> bool:

@@ -26,12 +26,14 @@ import pytest
 from engine.runtime.artifacts import load_input
 from engine.runtime.kubernetes.executor import (
     OUTPUTS_MARKER,
+    STOP_WAIT_ENV,
     STOPPED_PROBLEM,
     parse_outputs,
     run_init,
     run_wait,
 )
 from engine.runtime.kubernetes.pods import STEP_ENV, VAR_DIR, PodSettings, build_pod
+from engine.runtime.local.executor import expand_vars
 from engine.runtime.s3 import S3Repository, executor_env
 from tests.kubernetes.wrapper import wrapper
 from tests.s3server import BUCKET, MotoS3, moto_server, s3
@@ -62,16 +64,16 @@ class StepPod:
 
     @property
     def doc(self) -> dict[str, Any]:
-        (value,) = [e["value"] for e in self.container("wait")["env"] if e["name"] == STEP_ENV]
-        doc: dict[str, Any] = json.loads(value)
+        doc: dict[str, Any] = json.loads(self.executor_environ("wait")[STEP_ENV])
         return doc
 
     def executor_environ(self, name: str) -> dict[str, str]:
-        """The env the kubelet gives an executor container: values, and secretKeyRefs resolved."""
+        """The env the kubelet gives an executor container: values ($(VAR) expanded, $$ read as $),
+        and secretKeyRefs resolved."""
         env: dict[str, str] = {}
         for e in self.container(name)["env"]:
             if "value" in e:
-                env[e["name"]] = e["value"]
+                env[e["name"]] = expand_vars(e["value"], env)
             else:
                 env[e["name"]] = self.secret[e["valueFrom"]["secretKeyRef"]["key"]]
         # What the image and the volume give it.
@@ -86,6 +88,14 @@ class StepPod:
 
     def run(self, name: str = "main") -> subprocess.CompletedProcess[str]:
         """Run a step container as the pod would: its command (sluice-run from the var dir) and env."""
+        process = self.start(name)
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            process.kill()
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def start(self, name: str = "main") -> subprocess.Popen[str]:
         c = self.container(name)
         argv = [self._local(a) for a in [*c["command"], *c.get("args", [])]]
         env = {**os.environ, **{e["name"]: e["value"] for e in c.get("env", []) if "value" in e}}
@@ -96,7 +106,7 @@ class StepPod:
                     link = Path(m["mountPath"])
                     link.parent.mkdir(parents=True, exist_ok=True)
                     link.symlink_to(self.var / m["subPath"])
-        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait(self) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
@@ -183,6 +193,19 @@ SCRIPT_STEP = """
         echo "the result"
         echo "not the result" >&2
 """
+
+
+def test_dollar_signs_in_a_script_reach_the_pod_as_written(make_pod: Any) -> None:
+    source = 'echo "$$ $(SLUICE_STEP) $(HOME) $$(x)"\n'
+    pod = make_pod(f"""
+  - name: main
+    script:
+      image: alpine
+      command: [sh]
+      source: {json.dumps(source)}
+""")
+    assert pod.init() == (0, "")
+    assert (pod.var / "staging/script").read_text() == source
 
 
 def test_init_stages_the_wrapper_script_and_inputs_and_wait_reports_the_outputs(
@@ -407,7 +430,44 @@ def test_the_wait_command_waits_for_main_then_prints_one_line(make_pod: Any) -> 
     assert (out["result"], out["parameters"], out["problems"]) == ("done", [{"name": "p", "value": "v"}], [])
 
 
-def test_wait_stops_promptly_on_sigterm_and_says_the_step_was_stopped(make_pod: Any) -> None:
+def test_on_sigterm_wait_reports_what_main_left_when_the_kubelet_stopped_it(make_pod: Any) -> None:
+    pod = make_pod("""
+  - name: main
+    outputs:
+      parameters:
+      - name: rows
+        valueFrom: {path: FS/rows}
+      artifacts:
+      - {name: report, path: FS/rows}
+    container: {image: alpine, command: [sh, -c, "echo copied 3 rows; echo 3 > FS/rows; sleep 60"]}
+""")
+    assert pod.init()[0] == 0
+    wait = sluice("executor", "wait", env=pod.executor_environ("wait"))
+    main = pod.start()
+    try:
+        time.sleep(1.0)  # wait has started (Python is up and its SIGTERM handler is in place)
+        deadline = time.monotonic() + 10
+        while not (pod.fs / "rows").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # A pod past its deadline: the kubelet sends SIGTERM to every container at once.
+        main.send_signal(signal.SIGTERM)
+        wait.send_signal(signal.SIGTERM)
+        stdout, stderr = wait.communicate(timeout=10)
+        main.communicate(timeout=10)
+    finally:
+        wait.kill()
+        main.kill()
+    assert main.returncode == 128 + signal.SIGTERM
+    out = parse_outputs(stdout)
+    assert out is not None, stderr
+    assert out["result"] == "copied 3 rows"
+    assert out["exitCodes"] == {"main": 128 + signal.SIGTERM}
+    assert out["parameters"] == [{"name": "rows", "value": "3"}]
+    # As on the embedded runtime, a stopped step stores no output artifacts.
+    assert (out["artifacts"], out["problems"]) == ([], [STOPPED_PROBLEM])
+
+
+def test_on_sigterm_wait_gives_main_a_bounded_time_then_says_the_step_was_stopped(make_pod: Any) -> None:
     pod = make_pod("""
   - name: main
     outputs:
@@ -415,7 +475,7 @@ def test_wait_stops_promptly_on_sigterm_and_says_the_step_was_stopped(make_pod: 
       - {name: report, path: FS/r.txt}
     container: {image: alpine, command: [sleep, "60"]}
 """)
-    wait = sluice("executor", "wait", env=pod.executor_environ("wait"))
+    wait = sluice("executor", "wait", env={**pod.executor_environ("wait"), STOP_WAIT_ENV: "0.5"})
     try:
         time.sleep(1.0)
         assert wait.poll() is None
@@ -426,7 +486,7 @@ def test_wait_stops_promptly_on_sigterm_and_says_the_step_was_stopped(make_pod: 
     finally:
         wait.kill()
     assert wait.returncode == 0, stderr
-    assert took < 2.0
+    assert 0.4 < took < 3.0
     out = parse_outputs(stdout)
     assert out is not None
     assert (out["problems"], out["artifacts"], out["exitCodes"]) == ([STOPPED_PROBLEM], [], {})

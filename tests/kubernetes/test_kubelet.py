@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -421,22 +422,61 @@ def test_a_non_zero_exit_fails_the_pod_with_that_exit_code(
     assert states(pod)["other"]["terminated"]["reason"] == "Completed"
 
 
-def test_a_pod_past_its_active_deadline_is_killed(api_server: ApiServer, kubelet: TestKubelet) -> None:
-    create_pod(api_server, "slow", {"activeDeadlineSeconds": 2, "containers": [box("main", "sleep 60")]})
+def all_terminated(pod: dict[str, Any]) -> bool:
+    return bool(ENDED(pod)) and all("terminated" in state for state in states(pod).values())
+
+
+def test_a_pod_past_its_active_deadline_fails_at_once_and_is_stopped_gracefully(
+    api_server: ApiServer, kubelet: TestKubelet
+) -> None:
+    create_pod(
+        api_server,
+        "slow",
+        {
+            "activeDeadlineSeconds": 2,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                box("main", "trap 'echo stopping; exit 3' TERM; sleep 60 & wait"),
+                box("stubborn", "trap '' TERM; while true; do sleep 0.1; done"),
+            ],
+        },
+    )
     pod = wait_for_pod(api_server, NS, "slow", running("main"), what="Running")
     assert pod["status"]["containerStatuses"][0]["ready"] is True
     started = time.monotonic()
-    pod = ended(api_server, "slow", timeout=20)
-    assert time.monotonic() - started < 15
-    status = pod["status"]
+    # As a kubelet, the pod is Failed as soon as its deadline passes; its containers end after.
+    failed = wait_for_pod(api_server, NS, "slow", ENDED, timeout=20, what="Failed")
+    status = failed["status"]
     assert (status["phase"], status["reason"], status["message"]) == (
         "Failed",
         "DeadlineExceeded",
         DEADLINE_MESSAGE,
     )
-    term = states(pod)["main"]["terminated"]
-    assert (term["exitCode"], term["reason"]) == (137, "Error")
+    pod = wait_for_pod(api_server, NS, "slow", all_terminated, timeout=20, what="every container ended")
+    assert time.monotonic() - started < 15
+    main, stubborn = states(pod)["main"]["terminated"], states(pod)["stubborn"]["terminated"]
+    assert (main["exitCode"], main["reason"]) == (3, "Error")
+    assert stubborn["exitCode"] == 137
+    assert log(api_server, "slow", "main") == "stopping\n"
     assert read_with_official_client(api_server, "slow").status.reason == "DeadlineExceeded"
+
+
+def test_lowering_a_running_pods_active_deadline_stops_it(
+    api_server: ApiServer, kubelet: TestKubelet
+) -> None:
+    create_pod(api_server, "cut", {"containers": [box("main", "sleep 60")]})
+    wait_for_pod(api_server, NS, "cut", running("main"), what="Running")
+    started = time.monotonic()
+    api_server.request(
+        "PATCH",
+        f"{PODS}/cut",
+        {"spec": {"activeDeadlineSeconds": 1}},
+        content_type="application/merge-patch+json",
+    )
+    pod = wait_for_pod(api_server, NS, "cut", all_terminated, timeout=20, what="every container ended")
+    assert time.monotonic() - started < 10
+    assert (pod["status"]["phase"], pod["status"]["reason"]) == ("Failed", "DeadlineExceeded")
+    assert states(pod)["main"]["terminated"]["exitCode"] == 128 + signal.SIGTERM
 
 
 def test_deleting_a_pod_kills_its_processes_quickly(api_server: ApiServer, kubelet: TestKubelet) -> None:

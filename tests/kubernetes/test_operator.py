@@ -3,6 +3,7 @@ run for real by the test kubelet, artifacts in moto's S3."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -167,20 +168,26 @@ def test_stop_and_terminate_end_a_running_workflow(cluster: Cluster, strategy: s
     manifest = workflow(
         [
             {"name": "main", "steps": [[{"name": "long", "template": "long"}]]},
-            sh("long", "sleep 60"),
+            sh("long", "echo copied 3 rows; sleep 60"),
             sh("bye", "echo bye"),
         ],
         onExit="bye",
     )
     name = cluster.submit(manifest)
-    _running_pod(cluster)
+    pod = _running_pod(cluster)
     started = time.monotonic()
     cluster.patch_spec(name, {"shutdown": strategy})
     status = cluster.wait_finished(name, timeout=30)
     assert time.monotonic() - started < 20
     assert status["phase"] == "Failed"
     nodes = nodes_by_name(status)
-    assert nodes["long"]["phase"] == "Failed"
+    long = nodes["long"]
+    assert (long["phase"], long["message"]) == ("Failed", f"Stopped with strategy '{strategy}'")
+    # Stopped through its deadline, not deleted: the step's output so far and exit code are kept.
+    assert long["outputs"]["result"] == "copied 3 rows"
+    assert long["outputs"]["exitCode"] == str(128 + signal.SIGTERM)
+    stopped = cluster.api.request("GET", f"/api/v1/namespaces/default/pods/{pod}")
+    assert (stopped["status"]["phase"], stopped["status"]["reason"]) == ("Failed", "DeadlineExceeded")
     exit_ran = any(n.endswith(".onExit") and v["phase"] == "Succeeded" for n, v in nodes.items())
     assert exit_ran == (strategy == "Stop")
 

@@ -98,7 +98,7 @@ def test_main_runs_under_sluice_run_between_init_and_wait() -> None:
     assert env["ARGO_POD_UID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
     wait = containers(pod)["wait"]
     assert wait["image"] == "sluicegate/sluice:test"
-    assert wait["command"] == ["sluice", "executor", "wait"]
+    assert wait["command"] == ["sh", "-c", "trap '' TERM; exec sluice executor wait"]
     assert {"name": "SLUICE_S3_BUCKET", "value": "art"} in wait["env"]
     assert pod["spec"]["volumes"][0] == {"name": "sluice-var", "emptyDir": {}}
 
@@ -286,11 +286,11 @@ def test_strategic_merge_merges_named_lists_and_deletes_nulls() -> None:
     }
 
 
-def test_http_steps_do_not_become_pods() -> None:
+def test_resource_steps_do_not_become_pods() -> None:
     (step,) = steps_of(
         """
   - name: main
-    http: {url: "http://example.com"}
+    resource: {action: create, manifest: "apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: x}\\n"}
 """
     )
     with pytest.raises(ExecutorError, match="does not run as a pod"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.runtime.kubernetes.executor import STOPPED_PROBLEM
+from engine.runtime.kubernetes.pods import ANNOTATION_STOP_MESSAGE
 from engine.runtime.kubernetes.podstate import DELETED_MESSAGE, pod_outcome
 from engine.workflows.plan import DEADLINE_MESSAGE
 from tests.kubernetes.apiserver import container_status
@@ -89,6 +91,45 @@ def test_an_out_of_memory_kill_ends_the_node_while_the_other_containers_still_ru
     )
     assert killed is not None
     assert (killed.phase, killed.message) == ("Error", "OOMKilled (exit code 137)")
+
+
+def test_a_main_container_that_could_not_start_ends_the_node_while_wait_still_runs() -> None:
+    broken = pod_outcome(
+        pod(
+            "Running",
+            container_status(
+                "main",
+                exit_code=128,
+                reason="StartError",
+                message="exec: permission denied",
+            ),
+            container_status("wait", running=True),
+        )
+    )
+    assert broken is not None
+    assert (broken.phase, broken.message) == (
+        "Error",
+        "container main: StartError: exec: permission denied",
+    )
+
+
+def test_a_pod_stopped_through_its_deadline_keeps_mains_outputs_and_says_why() -> None:
+    stopped = pod(
+        "Failed",
+        container_status("main", exit_code=143),
+        container_status("wait", exit_code=0),
+        reason="DeadlineExceeded",
+    )
+    stopped["metadata"]["annotations"][ANNOTATION_STOP_MESSAGE] = "Stopped with strategy 'Stop'"
+    outputs = {**OUTPUTS, "exitCodes": {"main": 143}, "problems": [STOPPED_PROBLEM]}
+    done = pod_outcome(stopped, outputs=outputs)
+    assert done is not None
+    assert (done.phase, done.message, done.exit_code, done.result) == (
+        "Failed",
+        "Stopped with strategy 'Stop'",
+        143,
+        "hello",
+    )
 
 
 def test_an_evicted_pod_is_an_error_with_the_kubelet_reason() -> None:

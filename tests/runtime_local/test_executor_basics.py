@@ -315,6 +315,34 @@ def test_passed_deadline_fails_without_running(harness_factory):
     assert [o.phase for o in h.outcomes[step.node_id]] == ["Failed"]
 
 
+def test_a_step_past_its_deadline_gets_sigterm_and_keeps_what_it_did_until_then(harness_factory, mode):
+    import time
+
+    h: Harness = harness_factory(mode)
+    script = "echo copied 3 rows; trap 'echo stopping; exit 3' TERM; sleep 60 & wait"
+    step = make_step(container=sh(script), deadline=time.time() + 1.0)
+    out = run(h.run(step))
+    assert (out.phase, out.message) == ("Failed", DEADLINE_MESSAGE)
+    assert out.exit_code == 3  # the command's own exit, from its TERM handler
+    assert out.result == "copied 3 rows\nstopping"
+
+
+def test_a_step_ignoring_sigterm_is_killed_after_its_pods_grace_period(harness_factory, mode):
+    import time
+
+    h: Harness = harness_factory(mode)
+    step = make_step(
+        container=sh("trap '' TERM; while true; do sleep 0.1; done"),
+        deadline=time.time() + 0.5,
+        pod_spec={"podSpecPatch": '{"terminationGracePeriodSeconds": 1}'},
+    )
+    started = time.monotonic()
+    out = run(h.run(step))
+    took = time.monotonic() - started
+    assert (out.phase, out.exit_code) == ("Failed", 137)
+    assert 1.4 < took < 10
+
+
 def test_unsupported_template_kind_is_error(harness_factory):
     h: Harness = harness_factory()
     out = run(h.run(make_step(kind="resource", resource={"action": "get"})))

@@ -27,4 +27,10 @@ service account needs no permissions at all; the artifact repository's credentia
 executor containers. A container without ``command`` runs its image's entrypoint, which the operator
 looks up in the image table (as Argo's emissary does); when it is unknown the step runs unwrapped and
 only its exit code and log are observed.
+
+A step stopped before it ends (stop, terminate, a deadline) is not deleted: the operator sets its pod's
+``activeDeadlineSeconds`` to 1 and notes why in an annotation. The kubelet then sends every container
+SIGTERM, ``sluice-run`` passes it to the command and records its exit, ``wait`` gives main a moment to
+do so and still reports the result, the output parameters and the exit code (no output artifacts),
+and the node keeps them, as the embedded runtime does for a stopped step.
 """

@@ -32,7 +32,13 @@ from engine.runtime.gctune import tune_gc
 from engine.runtime.kubernetes import podstate
 from engine.runtime.kubernetes.api import ApiError, AsyncApi, TokenBucket, path_of
 from engine.runtime.kubernetes.metrics import Metrics
-from engine.runtime.kubernetes.pods import LABEL_INSTANCE, LABEL_WORKFLOW, PodSettings, build_pod
+from engine.runtime.kubernetes.pods import (
+    ANNOTATION_STOP_MESSAGE,
+    LABEL_INSTANCE,
+    LABEL_WORKFLOW,
+    PodSettings,
+    build_pod,
+)
 from engine.runtime.kubernetes.settings import OperatorSettings
 from engine.spec.duration import duration_or
 from engine.spec.workflow import API_VERSION, CronWorkflow, Workflow, WorkflowSpec, WorkflowTemplate
@@ -60,6 +66,9 @@ BATCH_SECONDS = 0.1
 COMPRESSED_WRITE_SECONDS = 2.0
 # How long (in one-second tries) a retried node waits for its previous pod to be gone.
 RECREATE_ATTEMPTS = 120
+# A pod stopped through its deadline that has not ended this long after its grace period is deleted.
+DEFAULT_GRACE_SECONDS = 30
+STOP_MARGIN_SECONDS = 30
 
 
 def _owner_uid(obj: Mapping[str, Any], kind: str) -> str | None:
@@ -67,6 +76,10 @@ def _owner_uid(obj: Mapping[str, Any], kind: str) -> str | None:
         if ref.get("kind") == kind and ref.get("uid"):
             return str(ref["uid"])
     return None
+
+
+def _started(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("status") or {}).get("startTime"))
 
 
 def _owner_reference(driver: Driver) -> JSON:
@@ -128,6 +141,8 @@ class Driver:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     # Pods deleted by a retry whose names the rerun nodes will use again.
     recreate: set[str] = field(default_factory=set)
+    # Pods being stopped through their deadline (see _kill).
+    stopping: set[str] = field(default_factory=set)
 
     @property
     def status(self) -> WorkflowStatus:
@@ -150,11 +165,16 @@ class Driver:
             return
         step = self.steps.get(node_id)
         names = tuple(str(c.get("name") or "") for c in step.containers) if step is not None else ()
-        if podstate.pod_finished(pod) and not deleted and podstate.wait_finished(pod):
-            if name not in self.fetching:
-                self.fetching.add(name)
-                self.spawn(self._fetch_outputs(dict(pod), names))
-            return
+        if podstate.pod_finished(pod) and not deleted:
+            if podstate.wait_finished(pod):
+                if name not in self.fetching:
+                    self.fetching.add(name)
+                    self.spawn(self._fetch_outputs(dict(pod), names))
+                return
+            if podstate.wait_running(pod):
+                # Failed past its deadline while the kubelet is still stopping the containers: wait's
+                # outputs come with its end.
+                return
         outcome = podstate.pod_outcome(pod, deleted=deleted, container_set=names)
         if outcome is None:
             return
@@ -342,7 +362,7 @@ class Driver:
 
     async def _create_pod(self, step: StepRun) -> None:
         ctl = self.controller
-        if step.kind not in ("container", "script", "containerSet"):
+        if step.kind not in ("container", "script", "containerSet", "http"):
             self._fail_step(step, f"{step.kind} templates are not supported by the Kubernetes runtime yet")
             return
         try:
@@ -373,14 +393,50 @@ class Driver:
 
     async def _kill(self, action: KillStep) -> None:
         ctl = self.controller
-        await ctl.delete_pod(self.namespace, action.pod_name)
-        self.settled.add(action.pod_name)
+        name = action.pod_name
+        if name in self.stopping or name in self.settled:
+            return
+        pod = ctl.pods.get(self.uid, {}).get(name)
+        if pod is not None and not action.already_final and _started(pod):
+            # Cut the pod's deadline short rather than delete it: the kubelet stops its containers with
+            # SIGTERM and the grace period, main's sluice-run records the exit and wait still reports
+            # main's outputs, which the node keeps, as on the embedded runtime. (A pod already past
+            # its own deadline is being stopped that way by the kubelet.)
+            self.stopping.add(name)
+            if await self._stop_by_deadline(pod, action.message):
+                grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+                await asyncio.sleep(
+                    (grace if isinstance(grace, int | float) else DEFAULT_GRACE_SECONDS) + STOP_MARGIN_SECONDS
+                )
+                if name in self.settled:
+                    return
+                log.warning("pod %s/%s outlived its stop; deleting it", self.namespace, name)
+        await ctl.delete_pod(self.namespace, name)
+        if name in self.settled:
+            return
+        self.settled.add(name)
         if not action.already_final:
             self.push(
                 StepOutcome(
                     node_id=action.node_id, phase="Failed", message=action.message, finished_at=ctl.clock()
                 )
             )
+
+    async def _stop_by_deadline(self, pod: Mapping[str, Any], message: str) -> bool:
+        """Set the running pod's deadline to now; False when that could not be done."""
+        if podstate.pod_finished(pod):
+            return True  # already stopping (past its own deadline) or stopped: its end is on its way
+        patch = {
+            "metadata": {"annotations": {ANNOTATION_STOP_MESSAGE: message}},
+            "spec": {"activeDeadlineSeconds": 1},
+        }
+        name = str(pod["metadata"]["name"])
+        try:
+            await self.controller.api.merge_patch(_pod_path(self.namespace, name), patch)
+        except ApiError as exc:
+            log.warning("could not stop pod %s/%s by its deadline: %s", self.namespace, name, exc)
+            return False
+        return True
 
     async def close(self) -> None:
         if self.task is not None:

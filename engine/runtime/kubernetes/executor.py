@@ -1,9 +1,9 @@
-"""The executor containers of a step pod: ``sluice executor init`` and ``sluice executor wait``.
+"""The executor containers of a step pod: ``sluice executor init``, ``wait`` and ``http``.
 
 The pod builder (``pods.py``) puts both into every step pod with the step described as JSON in
 ``$SLUICE_STEP`` (:func:`~engine.runtime.kubernetes.pods.step_document`); the CLI (``engine.cli.main``)
-calls :func:`run_init` and :func:`run_wait`; the operator calls :func:`parse_outputs` on the ``wait``
-container's log once the pod has ended. See this package's docstring for the capture design.
+calls :func:`run_init`, :func:`run_wait` and :func:`run_http`; the operator calls :func:`parse_outputs` on
+the ``wait`` container's log once the pod has ended. See this package's docstring for the capture design.
 
 ``init`` stages what the template's containers need in the pod's shared directory (``$SLUICE_VAR_DIR``,
 default ``/var/run/sluice``): the ``sluice-run`` wrapper, a script template's source, and the input
@@ -19,10 +19,15 @@ A problem is anything that should turn a succeeded step into an error (a missing
 upload, "step was stopped"); the operator decides the phase from the container statuses and these.
 Nothing else is printed on stdout, so the last line starting with ``SLUICE-OUTPUTS `` is the document
 even though the log API interleaves stderr (diagnostics) with it.
+
+``http`` is the main container of an http step's pod (in place of a user's command, under
+``sluice-run`` as usual): it performs the request by the embedded runtime's rules
+(``engine.runtime.httpstep``) and prints the response body, which ``wait`` reports as the result.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -30,13 +35,16 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from engine.errors import ExecutorError, SluiceError, UnsupportedError
 from engine.runtime.artifacts import load_input, pack_output
-from engine.runtime.kubernetes.pods import INPUTS_DIR, SCRIPT_PATH, STEP_ENV, VAR_DIR, WRAPPER
+from engine.runtime.httpstep import HttpResult, perform
+from engine.runtime.kubernetes.pods import HTTP_ENV, INPUTS_DIR, SCRIPT_PATH, STEP_ENV, VAR_DIR, WRAPPER
+from engine.runtime.kubernetes.podstate import HTTP_EXIT_CODES
 from engine.runtime.outputs import read_result, trim_one_newline
 from engine.runtime.s3 import S3Repository, repository_from_env
 
@@ -48,6 +56,8 @@ DEFAULT_RUN_BINARY = "/usr/local/bin/sluice-run"  # where the operator's image i
 OUTPUTS_MARKER = "SLUICE-OUTPUTS "
 STOPPED_PROBLEM = "step was stopped"
 POLL_SECONDS = 0.05
+STOP_WAIT_ENV = "SLUICE_STOP_WAIT_SECONDS"
+DEFAULT_STOP_WAIT_SECONDS = 10.0
 # Kubernetes shows this file's content as the terminated container's message.
 TERMINATION_LOG = Path("/dev/termination-log")
 
@@ -171,18 +181,84 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+# ================================================================================================ http
+
+
+def run_http(
+    environ: Mapping[str, str],
+    *,
+    stdout: BinaryIO | None = None,
+    stderr: TextIO | None = None,
+    termination_log: Path = TERMINATION_LOG,
+) -> int:
+    """``sluice executor http``: an http step's request, performed and judged as the embedded runtime does.
+
+    The response body goes to stdout with a newline added, which the result's one-newline trim takes
+    off again: the result is the body as received. The verdict leaves through Kubernetes' channel for
+    a container's last word, where ``podstate`` reads it: the exit code names the phase
+    (``podstate.HTTP_EXIT_CODES``) and the message is the termination message (``termination_log``,
+    written only where the kubelet provides it); the message goes to stderr too, for the log."""
+    out, err = stdout or sys.stdout.buffer, stderr or sys.stderr
+    verdict = _http_verdict(environ)
+    if verdict.result is not None:
+        out.write(verdict.result.encode("utf-8") + b"\n")
+        out.flush()
+    if verdict.message:
+        print(f"sluice executor http: {verdict.message}", file=err, flush=True)
+        if termination_log.exists():
+            with contextlib.suppress(OSError):  # the exit code alone then reads as no verdict
+                termination_log.write_text(verdict.message, encoding="utf-8")
+    return HTTP_EXIT_CODES[verdict.phase]
+
+
+def _http_verdict(environ: Mapping[str, str]) -> HttpResult:
+    """The request of ``$SLUICE_HTTP`` (see ``pods.HTTP_ENV``) performed; a Secret's value is read from
+    the variable the kubelet filled for it, unset when the Secret or its key does not exist."""
+    try:
+        doc = json.loads(environ.get(HTTP_ENV) or "")
+    except json.JSONDecodeError as exc:
+        return HttpResult("Error", f"${HTTP_ENV} is not valid JSON: {exc}")
+    if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("request"), dict):
+        return HttpResult("Error", f"${HTTP_ENV} is not a version 1 http request document")
+    variables = {
+        (str(s.get("name")), str(s.get("key"))): str(s.get("env"))
+        for s in doc.get("secrets") or ()
+        if isinstance(s, Mapping)
+    }
+
+    def secret(name: str, key: str) -> str | None:
+        variable = variables.get((name, key))
+        return environ.get(variable) if variable else None
+
+    try:
+        return asyncio.run(perform(doc["request"], secret=secret))
+    except SluiceError as exc:
+        return HttpResult("Error", str(exc))
+    except Exception as exc:  # as the embedded executor reports a step it could not run
+        return HttpResult("Error", f"executor error: {exc}")
+
+
 # ================================================================================================ wait
 
 
-def wait_for_exits(var: Path, names: list[str], stop: threading.Event) -> bool:
-    """Poll until every container in ``names`` has recorded its exit; False when ``stop`` came first."""
+def wait_for_exits(var: Path, names: list[str], stop: threading.Event, *, after_stop: float = 0.0) -> bool:
+    """Poll until every container in ``names`` has recorded its exit; False when they have not within
+    ``after_stop`` seconds of ``stop`` being set."""
     pending = list(names)
+    give_up: float | None = None
     while True:
         pending = [n for n in pending if not (var / "ctr" / n / "exitcode").exists()]
         if not pending:
             return True
-        if stop.wait(POLL_SECONDS):
+        if not stop.is_set():
+            stop.wait(POLL_SECONDS)
+            continue
+        now = time.monotonic()
+        if give_up is None:
+            give_up = now + after_stop
+        if now >= give_up:
             return False
+        time.sleep(POLL_SECONDS)
 
 
 def collect(
@@ -331,8 +407,11 @@ def run_wait(
 ) -> int:
     """``sluice executor wait``: wait, collect, print the outputs line; 0 unless wait cannot work at all.
 
-    SIGTERM (the pod is being deleted or has hit its deadline) ends the waiting at once: the outputs
-    printed then are what exists, with the problem "step was stopped"."""
+    SIGTERM (the pod is being deleted or has hit its deadline) reaches every container of the pod at
+    once: main's ``sluice-run`` passes it on and records the exit, so wait gives main
+    ``$SLUICE_STOP_WAIT_SECONDS`` (default 10, a third of Kubernetes' default grace period) to do that.
+    The outputs printed then are what exists, without output artifacts, with the problem "step was
+    stopped"."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
     try:
         doc = read_step(environ)
@@ -345,7 +424,7 @@ def run_wait(
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
     try:
-        wait_for_exits(var, [str(n) for n in doc.get("wrapped") or ()], stop)
+        wait_for_exits(var, [str(n) for n in doc.get("wrapped") or ()], stop, after_stop=_stop_wait(environ))
         lazy = _LazyRepository(environ)
         outputs = collect(doc, var, lazy.repository, stop=stop, stderr=err)
     finally:
@@ -356,6 +435,13 @@ def run_wait(
     out.write(OUTPUTS_MARKER + json.dumps(outputs, separators=(",", ":")) + "\n")
     out.flush()
     return 0
+
+
+def _stop_wait(environ: Mapping[str, str]) -> float:
+    try:
+        return max(0.0, float(environ.get(STOP_WAIT_ENV, "")))
+    except ValueError:
+        return DEFAULT_STOP_WAIT_SECONDS
 
 
 def parse_outputs(log_text: str) -> JSONDict | None:
@@ -382,6 +468,7 @@ __all__ = [
     "init",
     "parse_outputs",
     "read_step",
+    "run_http",
     "run_init",
     "run_wait",
     "wait_for_exits",

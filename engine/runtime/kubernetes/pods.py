@@ -9,6 +9,7 @@ create that is retried after a crash finds the pod already there instead of star
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -26,13 +27,26 @@ WRAPPER = f"{VAR_DIR}/bin/sluice-run"
 SCRIPT_PATH = f"{VAR_DIR}/staging/script"
 INPUTS_DIR = "inputs/artifacts"  # relative to VAR_DIR, as the subPath of input artifact mounts
 EXECUTOR_CONTAINERS = ("init", "wait")
+# The kubelet may stop a pod (its deadline, a stop) before wait's Python has set up its SIGTERM handler:
+# SIGTERM is ignored until then, so an early one leaves wait waiting for main as usual, not dead.
+WAIT_COMMAND = ["sh", "-c", "trap '' TERM; exec sluice executor wait"]
 
 LABEL_WORKFLOW = f"workflows.{GROUP}/workflow"
 LABEL_COMPLETED = f"workflows.{GROUP}/completed"
 LABEL_INSTANCE = f"workflows.{GROUP}/controller-instanceid"
 ANNOTATION_NODE_ID = f"workflows.{GROUP}/node-id"
 ANNOTATION_NODE_NAME = f"workflows.{GROUP}/node-name"
+# Why the operator cut a running pod's deadline short (stop, terminate, a deadline): the node's message.
+ANNOTATION_STOP_MESSAGE = f"workflows.{GROUP}/stop-message"
 STEP_ENV = "SLUICE_STEP"
+# "http" on the pods of http steps, whose main container reports a verdict of its own (see
+# engine.runtime.kubernetes.podstate); absent on other step pods.
+ANNOTATION_STEP_KIND = f"workflows.{GROUP}/step-kind"
+# An http step's main container (``sluice executor http``) finds its request here, as JSON:
+# {"v": 1, "request": <the template's http>, "secrets": [{"name", "key", "env"}]}, where each secret
+# names the variable of the same container that the kubelet fills from that Secret's key.
+HTTP_ENV = "SLUICE_HTTP"
+HTTP_SECRET_ENV_PREFIX = "SLUICE_HTTP_SECRET_"
 
 # Fields of the core's pod_spec copied onto the pod as they are.
 _POD_FIELDS = (
@@ -72,8 +86,10 @@ class PodSettings:
 
 
 def build_pod(step: StepRun, settings: PodSettings, *, now: float) -> JSONDict:
-    """The Pod manifest for a container, script or containerSet step."""
-    if step.kind not in ("container", "script", "containerSet"):
+    """The Pod manifest for a container, script, containerSet or http step."""
+    if step.kind == "http":
+        step = _http_step(step, settings)
+    elif step.kind not in ("container", "script", "containerSet"):
         raise ExecutorError(f"a {step.kind} step does not run as a pod")
     doc = step_document(step)
     mains = _main_containers(step, settings)
@@ -91,7 +107,7 @@ def build_pod(step: StepRun, settings: PodSettings, *, now: float) -> JSONDict:
         _user_container(_mirrored(c, main_mounts), str(c.get("name") or f"init-{i}"))
         for i, c in enumerate(step.init_containers)
     ]
-    step_json = json.dumps(doc, separators=(",", ":"), sort_keys=True)
+    step_json = env_literal(json.dumps(doc, separators=(",", ":"), sort_keys=True))
     executor_mount = {"name": VAR_VOLUME, "mountPath": VAR_DIR}
     spec: JSONDict = {
         "restartPolicy": "Never",
@@ -101,7 +117,7 @@ def build_pod(step: StepRun, settings: PodSettings, *, now: float) -> JSONDict:
         ],
         "containers": [
             *mains,
-            *([_executor("wait", ["sluice", "executor", "wait"], step_json, settings, executor_mount)]),
+            *([_executor("wait", WAIT_COMMAND, step_json, settings, executor_mount)]),
             *sidecars,
         ],
         "volumes": [{"name": VAR_VOLUME, "emptyDir": {}}, *step.volumes],
@@ -176,6 +192,65 @@ def argo_env(step: StepRun, container: str) -> list[JSONDict]:
         {"name": "ARGO_INCLUDE_SCRIPT_OUTPUT", "value": "true" if step.capture_result else "false"},
     ]
     return env
+
+
+# ------------------------------------------------------------------------------------------ http
+
+
+def _http_step(step: StepRun, settings: PodSettings) -> StepRun:
+    """An http step as a step of one container: ``sluice executor http`` from the executor image.
+
+    The pod is otherwise every step's (init and wait, ``sluice-run`` in front of main), so main's stdout,
+    the response body, becomes the result by the usual capture. The body is always kept and the
+    template's outputs, artifacts, volumes and containers play no part, as on the embedded runtime.
+    Header values from Secrets reach the container as ``secretKeyRef`` variables that the kubelet
+    fills: their values never appear in the pod (nor does the operator read them)."""
+    request = dict(step.http or {})
+    variables: dict[tuple[str, str], str] = {}
+    for header in request.get("headers") or ():
+        if not isinstance(header, Mapping) or "value" in header:
+            continue
+        ref = (header.get("valueFrom") or {}).get("secretKeyRef")
+        if not isinstance(ref, Mapping) or not ref.get("name") or not ref.get("key"):
+            continue  # left to the request's own check, which names the header
+        variables.setdefault((str(ref["name"]), str(ref["key"])), f"{HTTP_SECRET_ENV_PREFIX}{len(variables)}")
+    doc = {
+        "v": 1,
+        "request": request,
+        "secrets": [{"name": name, "key": key, "env": env} for (name, key), env in variables.items()],
+    }
+    text = env_literal(json.dumps(doc, separators=(",", ":"), sort_keys=True))
+    env: list[JSONDict] = [{"name": HTTP_ENV, "value": text}]
+    # optional: a missing Secret or key leaves the variable unset and the request fails with the embedded
+    # runtime's message, rather than the container waiting for the Secret for ever.
+    env += [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": key, "optional": True}}}
+        for (name, key), var in variables.items()
+    ]
+    container: JSONDict = {
+        "name": "main",
+        "image": settings.executor_image,
+        "command": ["sluice", "executor", "http"],
+        "env": env,
+    }
+    if settings.executor_image_pull_policy:
+        container["imagePullPolicy"] = settings.executor_image_pull_policy
+    if settings.executor_resources:
+        container["resources"] = settings.executor_resources
+    return dataclasses.replace(
+        step,
+        container=container,
+        script_source=None,
+        init_containers=(),
+        sidecars=(),
+        containers=(),
+        volumes=(),
+        input_artifacts=(),
+        output_parameters=(),
+        output_artifacts=(),
+        capture_result=True,
+        archive_logs=False,
+    )
 
 
 # ------------------------------------------------------------------------------------------ containers
@@ -298,6 +373,12 @@ def _user_container(c: Mapping[str, Any], name: str) -> JSONDict:
     return out
 
 
+def env_literal(text: str) -> str:
+    """``text`` as an env value the kubelet passes on as written: it expands ``$(VAR)`` and reads
+    ``$$`` as ``$``, and a script, a request body or a url may hold either."""
+    return text.replace("$", "$$")
+
+
 def _executor(
     name: str, command: list[str], step_json: str, settings: PodSettings, mount: JSONDict
 ) -> JSONDict:
@@ -327,6 +408,8 @@ def _metadata(step: StepRun, settings: PodSettings) -> JSONDict:
     annotations = dict(step.pod_metadata.get("annotations") or {})
     annotations[ANNOTATION_NODE_ID] = step.node_id
     annotations[ANNOTATION_NODE_NAME] = step.node_name
+    if step.kind == "http":
+        annotations[ANNOTATION_STEP_KIND] = "http"
     return {
         "name": step.pod_name,
         "namespace": step.namespace,
@@ -396,6 +479,9 @@ def _named(items: list[Any]) -> bool:
 __all__ = [
     "ANNOTATION_NODE_ID",
     "ANNOTATION_NODE_NAME",
+    "ANNOTATION_STEP_KIND",
+    "HTTP_ENV",
+    "HTTP_SECRET_ENV_PREFIX",
     "LABEL_COMPLETED",
     "LABEL_WORKFLOW",
     "STEP_ENV",

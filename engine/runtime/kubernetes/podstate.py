@@ -5,6 +5,13 @@ it receives, and once more with the ``wait`` container's outputs document when t
 rules follow Argo's: a non-zero exit of main is Failed; what the step could not help (the kubelet
 killed it for memory, evicted it, could not pull its image, the pod vanished) is Error, with the
 reason in the message; outputs that could not be read turn a Succeeded pod into Error.
+
+An http step's pod (annotated by the pod builder) has no command of the user's in main: main is
+``sluice executor http``, which judges the response itself and hands its verdict over through
+Kubernetes' own channel for a container's last word. Its exit code is the phase (HTTP_EXIT_CODES)
+and its termination message (``/dev/termination-log``, shown as the terminated state's ``message``)
+is the node's message, word for word as the embedded runtime gives it; the response body arrives as
+the result through the wait container, as any step's stdout does.
 """
 
 from __future__ import annotations
@@ -13,7 +20,12 @@ import datetime as _dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.runtime.kubernetes.pods import ANNOTATION_NODE_ID, EXECUTOR_CONTAINERS
+from engine.runtime.kubernetes.pods import (
+    ANNOTATION_NODE_ID,
+    ANNOTATION_STEP_KIND,
+    ANNOTATION_STOP_MESSAGE,
+    EXECUTOR_CONTAINERS,
+)
 from engine.workflows.plan import DEADLINE_MESSAGE, ContainerOutcome, ContainerPhase, StepOutcome
 
 # Waiting reasons after which a container will not start without someone changing the pod.
@@ -29,6 +41,10 @@ STUCK_REASONS = frozenset(
     }
 )
 DELETED_MESSAGE = "pod deleted"
+# Terminated reasons of a container whose process could not be started at all (runc, Docker).
+START_FAILURES = frozenset({"StartError", "ContainerCannotRun"})
+# ``sluice executor http``'s exit code for each verdict; any other exit is an Error of its own.
+HTTP_EXIT_CODES: Mapping[ContainerPhase, int] = {"Succeeded": 0, "Failed": 1, "Error": 2}
 PodDict = Mapping[str, Any]
 
 
@@ -45,6 +61,11 @@ def node_id_of(pod: PodDict) -> str | None:
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     value = annotations.get(ANNOTATION_NODE_ID)
     return str(value) if value else None
+
+
+def is_http(pod: PodDict) -> bool:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(ANNOTATION_STEP_KIND) == "http"
 
 
 def _statuses(pod: PodDict, key: str) -> dict[str, Mapping[str, Any]]:
@@ -72,6 +93,11 @@ def pod_finished(pod: PodDict) -> bool:
 def wait_finished(pod: PodDict) -> bool:
     """The ``wait`` container has exited, so its log holds the outputs document (or never will)."""
     return _terminated(_statuses(pod, "containerStatuses").get("wait")) is not None
+
+
+def wait_running(pod: PodDict) -> bool:
+    status = _statuses(pod, "containerStatuses").get("wait")
+    return bool(status and isinstance((status.get("state") or {}).get("running"), Mapping))
 
 
 def stuck_reason(pod: PodDict) -> str | None:
@@ -130,13 +156,19 @@ def pod_outcome(
             return StepOutcome(
                 phase="Error", message=f"OOMKilled (exit code {code})", exit_code=code, **common
             )
+        if main_term is not None and main_term.get("reason") in START_FAILURES:
+            # main never ran, so sluice-run records no exit for the wait container either.
+            detail = str(main_term.get("message") or "").strip()
+            text = f"{main_term['reason']}: {detail}" if detail else str(main_term["reason"])
+            return StepOutcome(phase="Error", message=f"container main: {text}", **common)
         return StepOutcome(phase="Running", **common)
     finished = _finished_at(mains.values()) or parse_time(status.get("startTime"))
     containers = _container_outcomes(pod, outputs, container_set)
-    if phase == "Failed":
-        reason = str(status.get("reason") or "")
-        if reason == "DeadlineExceeded":
-            return StepOutcome(phase="Failed", message=DEADLINE_MESSAGE, finished_at=finished, **common)
+    reason = str(status.get("reason") or "") if phase == "Failed" else ""
+    # Past its activeDeadlineSeconds (set at creation, or cut short by the operator to stop the step)
+    # the kubelet stopped every container with SIGTERM first: what main left is still reported.
+    deadline = reason == "DeadlineExceeded"
+    if phase == "Failed" and not deadline:
         if reason:
             text = f"{reason}: {status.get('message')}" if status.get("message") else reason
             return StepOutcome(phase="Error", message=text, finished_at=finished, **common)
@@ -145,10 +177,16 @@ def pod_outcome(
             return StepOutcome(phase="Error", message=init_failure, finished_at=finished, **common)
     main = _terminated(mains.get("main"))
     exit_code = _exit_code(main, outputs)
+    http = is_http(pod)
     outcome_phase: ContainerPhase = "Succeeded"
     message = ""
-    if main is not None and main.get("reason") == "OOMKilled":
+    if deadline:
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        outcome_phase, message = "Failed", str(annotations.get(ANNOTATION_STOP_MESSAGE) or DEADLINE_MESSAGE)
+    elif main is not None and main.get("reason") == "OOMKilled":
         outcome_phase, message = "Error", f"OOMKilled (exit code {main.get('exitCode', 137)})"
+    elif http:
+        outcome_phase, message = _http_verdict(main, exit_code)
     elif exit_code not in (None, 0):
         outcome_phase, message = "Failed", f"Error (exit code {exit_code})"
     elif "main" not in container_set and any(c.phase != "Succeeded" for c in containers):
@@ -167,6 +205,9 @@ def pod_outcome(
             outcome_phase, message = "Error", problems[0]
     elif outcome_phase == "Succeeded" and outputs_error is not None:
         outcome_phase, message = "Error", outputs_error
+    if http:
+        # As on the embedded runtime: no exit code (the command is ours), no result for an empty body.
+        exit_code, result = None, result or None
     return StepOutcome(
         phase=outcome_phase,
         message=message,
@@ -207,6 +248,18 @@ def _exit_code(main: Mapping[str, Any] | None, outputs: Mapping[str, Any] | None
     if main is not None and isinstance(main.get("exitCode"), int):
         return int(main["exitCode"])
     return None
+
+
+def _http_verdict(main: Mapping[str, Any] | None, exit_code: int | None) -> tuple[ContainerPhase, str]:
+    """The phase and message ``sluice executor http`` left (see the module docstring)."""
+    message = str((main or {}).get("message") or "")
+    phase = next((p for p, code in HTTP_EXIT_CODES.items() if code == exit_code), None)
+    if phase == "Succeeded":
+        return "Succeeded", ""
+    if phase is not None and message:
+        return phase, message
+    # The command died before it could judge (killed, could not start): nothing it said is a verdict.
+    return "Error", f"the http request ended without a verdict (exit code {exit_code})"
 
 
 def _init_failure(pod: PodDict) -> str | None:

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import yaml
+
 from engine.errors import ExecutorError, SluiceError, UnsupportedError
 from engine.runtime.artifacts import load_input, pack_output
 from engine.runtime.base import ArtifactRepository, ObjectLookup, StepExecutor
@@ -69,6 +71,8 @@ from engine.workflows.plan import (
 log = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "Stopped: the local executor shut down"
+# A stopped step's processes get SIGTERM and this long before SIGKILL, as a pod does by default.
+DEFAULT_GRACE_SECONDS = 30.0
 POD_IP = "127.0.0.1"  # local steps share the host's network: a daemon step is reached on loopback
 
 _T = TypeVar("_T")
@@ -289,7 +293,7 @@ class LocalExecutor:
         """Kill every running step (each reports Failed) and wait for them to finish."""
         pods = list(self._pods.values())
         for pod in pods:
-            self._stop(pod, SHUTDOWN_MESSAGE)
+            self._stop(pod, SHUTDOWN_MESSAGE, graceful=False)
         tasks = [p.task for p in pods if p.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -308,14 +312,17 @@ class LocalExecutor:
     # ---------------------------------------------------------------------------------------------
     # pod lifecycle
 
-    def _stop(self, pod: _Pod, message: str) -> None:
+    def _stop(self, pod: _Pod, message: str, *, graceful: bool = True) -> None:
         if pod.stop_message is not None or pod.final_sent:
             return
         pod.stop_message = message
         if pod.stop_event is not None:
             pod.stop_event.set()
         for proc in pod.procs.values():
-            self._kill_tree(proc)
+            if graceful:
+                self._terminate_tree(proc, _grace_seconds(pod.step))
+            else:
+                self._kill_tree(proc)
         if pod.inner is not None and not pod.inner.done():
             pod.inner.cancel()
 
@@ -889,8 +896,8 @@ class LocalExecutor:
             iso.record_launch(layout.pod_dir / iso.PID_FILE, pid=process.pid, marker=marker, container=name)
         except OSError:
             log.warning("could not record pid of %s/%s", pod.step.pod_name, name, exc_info=True)
-        if pod.stop_message is not None:  # killed while we were launching
-            self._kill_tree(proc)
+        if pod.stop_message is not None:  # stopped while we were launching
+            self._terminate_tree(proc, _grace_seconds(pod.step))
         return proc
 
     def _bwrap_argv(
@@ -936,6 +943,17 @@ class LocalExecutor:
         batch, self._sweep = self._sweep, []
         if batch:
             iso.kill_marked([m for m, _ in batch], after_pid=min(pid for _, pid in batch))
+
+    def _terminate_tree(self, proc: _Proc, grace: float) -> None:
+        """Stop a container as the kubelet does: SIGTERM, then SIGKILL once ``grace`` seconds pass.
+
+        What the command writes and prints until it ends is kept, and its exit code is its own (143
+        for one that dies of the signal), so a stopped step reports what it would on Kubernetes."""
+        proc.killed = True
+        if proc.exit_code is not None:
+            return
+        iso.terminate_group(proc.process.pid, spare_leader=proc.mode != "session")
+        asyncio.get_running_loop().call_later(grace, self._kill_tree, proc)
 
     def _kill_tree(self, proc: _Proc) -> None:
         proc.killed = True
@@ -1272,7 +1290,7 @@ class LocalExecutor:
     # http
 
     async def _run_http(self, pod: _Pod) -> StepOutcome:
-        from engine.runtime.local.httpstep import perform
+        from engine.runtime.httpstep import perform
 
         step = pod.step
         ns = step.namespace
@@ -1283,6 +1301,21 @@ class LocalExecutor:
         pod.inner = task
         res = await self._race(pod, task)
         return self._outcome(pod, res.phase, res.message, result=res.result)
+
+
+def _grace_seconds(step: StepRun) -> float:
+    """The pod's ``terminationGracePeriodSeconds``, which a ``podSpecPatch`` may set (else 30 s, as
+    Kubernetes)."""
+    value: Any = None
+    patch = step.pod_spec.get("podSpecPatch")
+    if isinstance(patch, str):
+        with contextlib.suppress(yaml.YAMLError):
+            parsed = yaml.safe_load(patch)
+            if isinstance(parsed, dict):
+                value = parsed.get("terminationGracePeriodSeconds")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return DEFAULT_GRACE_SECONDS
 
 
 _WHICH: dict[tuple[str, str], str] = {}

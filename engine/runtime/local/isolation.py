@@ -507,6 +507,21 @@ def _marker_pod(environ: bytes) -> tuple[str, str] | None:
     return (parts[1], parts[2]) if len(parts) >= 4 else None
 
 
+def terminate_group(pgid: int, *, spare_leader: bool) -> None:
+    """SIGTERM a container's process group (a step being stopped gets its grace period first).
+
+    With ``spare_leader`` the group's leader, a bwrap sandbox, is left alone: it exits with the status
+    of the command inside, which may handle the signal, rather than die of the signal itself."""
+    if not spare_leader:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        return
+    for pid in _candidates(pgid):
+        if _proc_pgrp(pid) == pgid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+
+
 def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)

@@ -1,11 +1,16 @@
-"""HTTP templates for the local runtime: one request, judged by ``successCondition``.
+"""HTTP templates for both runtimes: one request, judged by ``successCondition``.
 
-In Argo an agent pod performs ``http`` templates; locally the step executor
+In Argo an agent pod performs ``http`` templates. The embedded runtime's step executor
 (``engine.runtime.local.executor``) awaits :func:`perform` on the engine loop instead of starting a
-process. The response body becomes ``outputs.result`` (when non-empty); without ``successCondition``
-a 2xx status succeeds. The condition is an expr-lang expression over ``request`` (method, url, body,
+process; on Kubernetes the step's pod runs ``sluice executor http``
+(``engine.runtime.kubernetes.executor``), which calls it inside the pod. One copy of the request and
+its judgement keeps the two runtimes' phase, message and result identical.
+
+The response body becomes ``outputs.result`` (when non-empty); without ``successCondition`` a 2xx
+status succeeds. The condition is an expr-lang expression over ``request`` (method, url, body,
 headers) and ``response`` (statusCode, body, headers -- a map of header name to list of values, as
-Go's ``http.Header``), evaluated by ``engine.expr``.
+Go's ``http.Header``), evaluated by ``engine.expr``. Header values from Secrets come through the
+caller's ``secret`` function: the embedded runtime reads its object store, the pod its environment.
 """
 
 from __future__ import annotations
