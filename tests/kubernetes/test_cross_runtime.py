@@ -85,17 +85,27 @@ def tree(status: dict[str, Any], workflow: str, *, clock: str | None = None) -> 
     return out
 
 
-def _stopped_before_main_started(cluster: Cluster, workflow: str) -> set[str]:
-    """Nodes (named as ``tree`` names them) whose pod was stopped before its main container started."""
-    out = set()
+def _stopped_before_reporting(cluster: Cluster, workflow: str) -> dict[str, str]:
+    """Nodes (named as ``tree`` names them) whose pod was stopped before it could report, and why.
+
+    A pod stopped before its main container started ran nothing. One stopped while its wait container
+    was still starting (a loaded machine starts the pod's containers seconds apart) loses what main
+    wrote: the wait container is killed with the pod and reports nothing, as on a real cluster.
+    """
+    out = {}
     for pod in cluster.pods():
         meta = pod["metadata"]
         node = (meta.get("annotations") or {}).get(ANNOTATION_NODE_NAME)
         if not node or not meta["name"].startswith(workflow):
             continue
-        main = [c for c in (pod.get("status") or {}).get("containerStatuses") or () if c["name"] == "main"]
-        if not main or "waiting" in (main[0].get("state") or {}):
-            out.add(str(node).replace(workflow, "WF"))
+        states = {
+            c["name"]: c.get("state") or {} for c in (pod.get("status") or {}).get("containerStatuses") or ()
+        }
+        main, wait = states.get("main"), states.get("wait")
+        if not main or "waiting" in main:
+            out[str(node).replace(workflow, "WF")] = "was stopped before its main container started"
+        elif wait is not None and (wait.get("terminated") or {}).get("exitCode", 0) != 0:
+            out[str(node).replace(workflow, "WF")] = "was stopped before its wait container could report"
     return out
 
 
@@ -184,9 +194,9 @@ def test_every_example_ends_with_the_same_node_tree_on_both_runtimes(
         clock = CLOCK_READINGS[name][0] if name in CLOCK_READINGS else None
         want, got = tree(mine.status, mine.name, clock=clock), tree(status, submitted[name], clock=clock)
         if name in DEADLINES:
-            for node in _stopped_before_main_started(cluster, submitted[name]):
-                # Nothing ran, so nothing is reported: only the node's type and phase can agree.
-                print(f"{name}: {node} was stopped before its main container started on the cluster")
+            for node, why in sorted(_stopped_before_reporting(cluster, submitted[name]).items()):
+                # Nothing was reported, so only the node's type and phase can agree.
+                print(f"{name}: {node} {why} on the cluster")
                 if node in want and node in got:
                     want[node], got[node] = want[node][:2], got[node][:2]
         if want == got:
