@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PURE   := engine/errors.py engine/spec engine/expr engine/workflows
+PURE   := engine/errors.py engine/spec engine/expr engine/workflows \
+          $(wildcard engine/events/*.py)
 
 .PHONY: demo test lint typecheck layers unit conformance bench crds sysdeps clean
 

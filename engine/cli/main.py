@@ -249,7 +249,18 @@ async def _run(args: argparse.Namespace) -> int:
 # =================================================================================== lint/convert/apply
 
 
+def _label(d: Document, parsed: Sequence[Document]) -> str:
+    """The file name, with the document number when the file holds several."""
+    if d.index == 0 and len([x for x in parsed if x.source == d.source]) == 1:
+        return d.source
+    return f"{d.source} (document {d.index + 1})"
+
+
+EVENT_KINDS = ("EventSource", "Sensor", "EventBus")
+
+
 def cmd_lint(args: argparse.Namespace) -> int:
+    from engine.events.validate import validate_event_object
     from engine.workflows.validate import validate_cron, validate_workflow
 
     files: list[str] = []
@@ -282,13 +293,11 @@ def cmd_lint(args: argparse.Namespace) -> int:
                 validate_workflow(d.obj, source=source)
             elif d.kind == "CronWorkflow":
                 validate_cron(d.obj, source=source)
+            elif d.kind in EVENT_KINDS:
+                for w in validate_event_object(d.obj):
+                    print(f"{_label(d, parsed)}: warning: {w}", file=sys.stderr)
         except SpecError as exc:
-            label = (
-                d.source
-                if d.index == 0 and len([x for x in parsed if x.source == d.source]) == 1
-                else (f"{d.source} (document {d.index + 1})")
-            )
-            problems.extend(exc.with_file(label).lines())
+            problems.extend(exc.with_file(_label(d, parsed)).lines())
     for line in problems:
         print(line, file=sys.stderr)
     if problems:

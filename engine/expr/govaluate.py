@@ -18,19 +18,26 @@ Language, as govaluate reads it:
 
 The result must be a bool. Errors raise ExprError with Argo's wording and, for syntax errors, its hint
 to wrap values in quotes.
+
+Argo Events' expression filters (``filters.exprs[].expr``) use govaluate as it is, with variables: the
+events core calls :func:`evaluate_govaluate` (or :func:`evaluate_govaluate_bool`) with the names its
+``fields`` bind, and :func:`check_govaluate` to validate a Sensor. There a bare word or a
+``[bracketed name]`` is a variable, a dotted word is an accessor (which JSON values cannot satisfy), and
+every bound number is a float64. Everything else is the language above.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ExprError
 
-from .encoding import go_float
-from .limits import MAX_NESTING, MAX_SOURCE, MAX_TREE_HEIGHT
+from .encoding import go_float, go_sprint
+from .limits import MAX_DATA_DEPTH, MAX_NESTING, MAX_SOURCE, MAX_TREE_HEIGHT
 from .regex import compile_regex
 from .times import parse_time
 
@@ -107,7 +114,9 @@ def _as_time(text: str) -> float | None:
     return None
 
 
-def _tokenize(text: str) -> list[_Tok]:
+def _tokenize(text: str, *, variables: bool = False) -> list[_Tok]:
+    """Tokens of ``text``. With ``variables``, bare words and ``[bracketed names]`` are variables (as
+    in govaluate itself) instead of the string literals Argo's ``when`` turns them into."""
     tokens: list[_Tok] = []
     i, n = 0, len(text)
     while i < n:
@@ -134,7 +143,10 @@ def _tokenize(text: str) -> list[_Tok]:
             value, i, closed = _read_until(text, i + 1, "]")
             if not closed:
                 raise ExprError("Unclosed parameter bracket")
-            tokens.append(_Tok("value", value, text[start:i]))
+            if variables:
+                tokens.append(_Tok("var", (value,), text[start:i]))
+            else:
+                tokens.append(_Tok("value", value, text[start:i]))
             continue
         if _is_letter(c):
             while i < n and (text[i].isalnum() or text[i] in "_."):
@@ -147,8 +159,12 @@ def _tokenize(text: str) -> list[_Tok]:
             else:
                 if word.endswith("."):
                     raise ExprError(f"Hanging accessor on token '{word}'")
-                # Argo turns govaluate's variables into string literals.
-                tokens.append(_Tok("value", word, word))
+                if variables:
+                    # A dotted word is govaluate's accessor: a field of the first name's value.
+                    tokens.append(_Tok("var", tuple(word.split(".")), word))
+                else:
+                    # Argo turns govaluate's variables into string literals.
+                    tokens.append(_Tok("value", word, word))
             continue
         if c in "'\"":
             value, i, closed = _read_until(text, i + 1, "'\"")
@@ -261,6 +277,8 @@ class _Parser:
         self.pos += 1
         if tok.kind == "value":
             return ("lit", tok.value)
+        if tok.kind == "var":
+            return ("var", tok.value)
         if tok.kind == "(":
             self.enter()
             inner = self.separator()
@@ -292,6 +310,19 @@ def _height(node: _Node) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
+def _parse_with_variables(text: str) -> _Node:
+    try:
+        tree = _Parser(_tokenize(text, variables=True)).parse()
+    except ExprError as exc:
+        raise ExprError(f"Invalid expression '{_clip(text)}': {exc}") from None
+    except RecursionError:
+        raise ExprError(f"Invalid expression '{_clip(text)}': expression too deeply nested") from None
+    if _height(tree) > MAX_TREE_HEIGHT:
+        raise ExprError(f"Invalid expression '{_clip(text)}': expression too deeply nested")
+    return tree
+
+
+@functools.lru_cache(maxsize=1024)
 def _parse(text: str) -> _Node:
     try:
         tree = _Parser(_tokenize(text)).parse()
@@ -308,6 +339,8 @@ def _parse(text: str) -> _Node:
 
 
 def _show(v: Any) -> str:
+    if isinstance(v, Mapping):
+        return go_sprint(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
@@ -421,14 +454,16 @@ def _bool(op: str, v: Any, kind: str = "logical operator") -> bool:
     raise ExprError(f"Value '{_show(v)}' cannot be used with the {kind} '{op}', it is not a bool")
 
 
-def _eval(node: _Node) -> Any:
+def _eval(node: _Node, params: Mapping[str, Any] | None = None) -> Any:
     kind = node[0]
     if kind == "lit":
         return node[1]
+    if kind == "var":
+        return _variable(node[1], params or {})
     if kind == "list":
-        return [_eval(child) for child in node[1]]
+        return [_eval(child, params) for child in node[1]]
     if kind == "prefix":
-        op, value = node[1], _eval(node[2])
+        op, value = node[1], _eval(node[2], params)
         if op == "!":
             if not isinstance(value, bool):
                 raise ExprError(f"Value '{_show(value)}' cannot be used with the prefix '!'")
@@ -438,15 +473,15 @@ def _eval(node: _Node) -> Any:
         return -value if op == "-" else float(~_int64(value))
     op = node[1]
     if op == "&&":
-        return _bool(op, _eval(node[2])) and _bool(op, _eval(node[3]))
+        return _bool(op, _eval(node[2], params)) and _bool(op, _eval(node[3], params))
     if op == "||":
-        return _bool(op, _eval(node[2])) or _bool(op, _eval(node[3]))
+        return _bool(op, _eval(node[2], params)) or _bool(op, _eval(node[3], params))
     if op == "?":
-        return _eval(node[3]) if _bool(op, _eval(node[2]), "ternary operator") else None
+        return _eval(node[3], params) if _bool(op, _eval(node[2], params), "ternary operator") else None
     if op in (":", "??"):
-        left = _eval(node[2])
-        return left if left is not None else _eval(node[3])
-    left, right = _eval(node[2]), _eval(node[3])
+        left = _eval(node[2], params)
+        return left if left is not None else _eval(node[3], params)
+    left, right = _eval(node[2], params), _eval(node[3], params)
     if op in _COMPARATORS:
         return _comparator(op, left, right)
     return _modifier(op, left, right)
@@ -472,3 +507,77 @@ def evaluate_when(text: str) -> bool:
     if not isinstance(result, bool):
         raise ExprError(f"when expression '{_clip(text)}' must evaluate to a boolean, got {_show(result)}")
     return result
+
+
+# --- variables (Argo Events expression filters) -------------------------------------------------------
+
+
+def _variable(path: tuple[str, ...], params: Mapping[str, Any]) -> Any:
+    name = path[0]
+    if name not in params:
+        raise ExprError(f"No parameter '{name}' found.")
+    value = params[name]
+    if len(path) > 1:
+        # govaluate reads a dotted name as struct field access; JSON values are never structs.
+        raise ExprError(f"Unable to access '{path[1]}', '{name}' is not a struct")
+    return value
+
+
+def _json_value(value: Any, depth: int = 0) -> Any:
+    """A parameter as govaluate holds it: every number a float64, lists and maps copied as plain data."""
+    if depth > MAX_DATA_DEPTH:
+        raise ExprError("parameter value nested too deeply")
+    if value is None or isinstance(value, bool | str | float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            raise ExprError("parameter number too large for float64") from None
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v, depth + 1) for v in value]
+    raise ExprError(f"parameter of unsupported type {type(value).__name__}")
+
+
+def check_govaluate(text: str) -> None:
+    """Raise ExprError when ``text`` is not a valid govaluate expression (the parse alone, for
+    validating a Sensor's expression filters before any event arrives)."""
+    if not isinstance(text, str):
+        raise ExprError(f"expression must be a string, not {type(text).__name__}")
+    if len(text) > MAX_SOURCE:
+        raise ExprError(f"Invalid expression: longer than {MAX_SOURCE} characters")
+    if not text.strip():
+        raise ExprError("Invalid expression '': Unexpected end of expression")
+    _parse_with_variables(text)
+
+
+def evaluate_govaluate(text: str, parameters: Mapping[str, Any]) -> Any:
+    """Evaluate a govaluate expression whose bare words are variables bound in ``parameters``.
+
+    This is Argo Events' expression filter (``filters.exprs[].expr``): ``fields`` bind names to values
+    read from the event, so ``a == "b" && c != 10`` compares the value bound to ``a`` with a string and
+    the one bound to ``c`` with a number. Values are JSON data; numbers compare as float64, whatever
+    Python type they arrive as. A dotted name is govaluate's struct accessor, which JSON values do not
+    support. An unbound name raises ExprError (``No parameter 'x' found.``). Returns the raw result,
+    which need not be a bool.
+    """
+    check_govaluate(text)
+    tree = _parse_with_variables(text)
+    bound = {str(name): _json_value(value) for name, value in parameters.items()}
+    try:
+        return _eval(tree, bound)
+    except ExprError as exc:
+        raise ExprError(f"Failed to evaluate expression '{_clip(text)}': {exc}") from None
+    except RecursionError:
+        message = f"Failed to evaluate expression '{_clip(text)}': expression too deeply nested"
+        raise ExprError(message) from None
+
+
+def evaluate_govaluate_bool(text: str, parameters: Mapping[str, Any]) -> bool:
+    """:func:`evaluate_govaluate` as Argo Events reads a filter: true only when the result is ``true``.
+
+    A result of another type (a number, a string) is false, not an error, as in Argo Events.
+    """
+    return evaluate_govaluate(text, parameters) is True

@@ -1,6 +1,6 @@
 """The S3 artifact repository, its configuration in Argo's shape, and how it reaches a step pod.
 
-Three callers:
+Four callers:
 
 * the Kubernetes operator reads the artifact repository ConfigMap with
   :func:`parse_repository_configmap` (Argo's format: each data key holds YAML with an ``s3:`` block; the
@@ -9,7 +9,9 @@ Three callers:
   :func:`executor_env`, whose entries go into every step pod's ``init`` and ``wait`` containers;
 * those containers (``engine.runtime.kubernetes.executor``) rebuild the repository with
   :func:`repository_from_env` and put and get artifacts through :class:`S3Repository`;
-* any runtime that has an :class:`S3Config` may use :class:`S3Repository` as its ``ArtifactRepository``.
+* any runtime that has an :class:`S3Config` may use :class:`S3Repository` as its ``ArtifactRepository``;
+* the S3 event source (``engine.events.sources.s3``) is handed :func:`open_bucket` by the runtime that
+  hosts it and polls a bucket with :meth:`S3Repository.list_objects`.
 
 The workflow core computes an artifact's default key (``keyFormat`` is its business); the repository
 puts ``keyPrefix`` in front of such keys, and stores explicit locations at exactly their key, as Argo
@@ -25,6 +27,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -366,6 +369,37 @@ def repository_from_env(environ: Mapping[str, str]) -> S3Repository | None:
     return S3Repository(config, credentials)
 
 
+# ============================================================================================ listing
+
+
+@dataclass(frozen=True, slots=True)
+class S3Object:
+    """One object of a bucket listing (ListObjectsV2), as the S3 event source compares listings."""
+
+    key: str
+    etag: str  # without the double quotes S3 puts around it
+    size: int
+    last_modified: datetime  # in UTC
+
+
+def open_bucket(
+    *,
+    bucket: str,
+    endpoint: str = DEFAULT_ENDPOINT,
+    insecure: bool = False,
+    region: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    session_token: str | None = None,
+) -> S3Repository:
+    """A repository on ``bucket`` with the given credentials, for callers that list or read a bucket
+    rather than store artifacts in it. Without keys, boto3's own credential chain applies."""
+    return S3Repository(
+        S3Config(bucket=bucket, endpoint=endpoint, insecure=insecure, region=region),
+        S3Credentials(access_key=access_key, secret_key=secret_key, session_token=session_token),
+    )
+
+
 # ============================================================================================ repository
 
 
@@ -468,6 +502,41 @@ class S3Repository:
             for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
                 batch = [{"Key": k} for k in keys[start : start + 1000]]
                 client.delete_objects(Bucket=target.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    # ------------------------------------------------------------------------------- listing
+
+    def list_objects(self, prefix: str = "", *, limit: int | None = None) -> list[S3Object]:
+        """Every object of the repository's bucket whose key starts with ``prefix``, in key order.
+
+        ``prefix`` is taken as given (keyPrefix is not put in front). More than ``limit`` objects raise
+        ProviderError instead of growing without bound; so do an unreachable endpoint, a missing bucket
+        and rejected credentials, each with a one-line message.
+        """
+        c = self.config
+        target = _Target(
+            bucket=c.bucket, endpoint=c.endpoint, insecure=c.insecure, region=c.region, key=prefix
+        )
+        client = self._client(target)
+        found: list[S3Object] = []
+        with _s3_errors(target, credentials="the access key and secret key"):
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=c.bucket, Prefix=prefix):
+                for o in page.get("Contents") or ():
+                    if limit is not None and len(found) >= limit:
+                        raise ProviderError(
+                            f"{target.url}: more than {limit:,} objects under this prefix; narrow it"
+                        )
+                    modified = o["LastModified"]
+                    if modified.tzinfo is None:  # botocore parses with a zone; guard a naive value anyway
+                        modified = modified.replace(tzinfo=UTC)
+                    found.append(
+                        S3Object(
+                            key=o["Key"],
+                            etag=str(o.get("ETag") or "").strip('"'),
+                            size=int(o.get("Size") or 0),
+                            last_modified=modified.astimezone(UTC),
+                        )
+                    )
+        return found
 
     # ------------------------------------------------------------------------------- helpers
 
@@ -590,20 +659,21 @@ def _code(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _s3_errors(target: _Target) -> Iterator[None]:
-    """boto3's exceptions as ProviderError with one line saying what failed where."""
+def _s3_errors(target: _Target, *, credentials: str = "the repository's credentials") -> Iterator[None]:
+    """boto3's exceptions as ProviderError with one line saying what failed where; an access denial
+    says to check ``credentials``."""
     from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
     try:
         yield
     except ClientError as exc:
-        raise ProviderError(_client_error(exc, target)) from exc
+        raise ProviderError(_client_error(exc, target, credentials)) from exc
     except Boto3Error as exc:
         # An upload failure wraps the ClientError that says why.
         cause = exc.__context__
         if isinstance(cause, ClientError):
-            raise ProviderError(_client_error(cause, target)) from exc
+            raise ProviderError(_client_error(cause, target, credentials)) from exc
         raise ProviderError(f"{target.url}: {_one_line(exc)}") from exc
     except NoCredentialsError as exc:
         raise ProviderError(
@@ -615,7 +685,7 @@ def _s3_errors(target: _Target) -> Iterator[None]:
         raise ProviderError(f"{target.url}: {_one_line(exc)}") from exc
 
 
-def _client_error(exc: Any, target: _Target) -> str:
+def _client_error(exc: Any, target: _Target, credentials: str = "the repository's credentials") -> str:
     code = _code(exc)
     message = str((exc.response.get("Error") or {}).get("Message") or "")
     if code == "NoSuchBucket":
@@ -623,9 +693,7 @@ def _client_error(exc: Any, target: _Target) -> str:
     if code in _MISSING_CODES:
         return f"artifact not found: {target.url}"
     if code in _AUTH_CODES:
-        return (
-            f"{target.url}: access denied by {target.endpoint} ({code}): check the repository's credentials"
-        )
+        return f"{target.url}: access denied by {target.endpoint} ({code}): check {credentials}"
     return f"{target.url}: {code or 'error'}" + (f": {_one_line(message)}" if message else "")
 
 
@@ -649,9 +717,11 @@ __all__ = [
     "ArtifactRepositoryConfig",
     "S3Config",
     "S3Credentials",
+    "S3Object",
     "S3Repository",
     "SecretKeyRef",
     "executor_env",
+    "open_bucket",
     "parse_repository",
     "parse_repository_configmap",
     "repository_from_env",

@@ -1,4 +1,4 @@
-"""The CustomResourceDefinitions of the workflow kinds, generated from the models in ``engine.spec``.
+"""The CustomResourceDefinitions of the workflow and event kinds, generated from engine.spec.
 
 ``crds/`` holds their YAML (``sluice crds --dir crds`` writes it; a test fails when the files drift from
 the models). Each CRD has a structural OpenAPI v3 schema built by :func:`engine.spec.fields.json_schema`
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.spec.events import EventBusSpec, EventSourceSpec, SensorSpec
 from engine.spec.fields import Model, json_schema
 from engine.spec.workflow import CronWorkflowSpec, WorkflowSpec
 
@@ -87,6 +88,30 @@ KINDS: tuple[CrdKind, ...] = (
             Column("Last Scheduled", "date", ".status.lastScheduledTime"),
             AGE,
         ),
+    ),
+    CrdKind(
+        kind="EventSource",
+        plural="eventsources",
+        short_names=("ses",),
+        spec=EventSourceSpec,
+        has_status=True,
+        columns=(AGE,),
+    ),
+    CrdKind(
+        kind="Sensor",
+        plural="sensors",
+        short_names=("ssn",),
+        spec=SensorSpec,
+        has_status=True,
+        columns=(AGE,),
+    ),
+    CrdKind(
+        kind="EventBus",
+        plural="eventbus",
+        short_names=("seb",),
+        spec=EventBusSpec,
+        has_status=True,
+        columns=(AGE,),
     ),
 )
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from engine.errors import Problem, SpecError
+from engine.spec.events import EventBus, EventSource, Sensor
 from engine.spec.fields import Model
 from engine.spec.workflow import (
     API_VERSION,
@@ -32,6 +33,9 @@ ARGO_KINDS: dict[str, type[Model]] = {
     "WorkflowTemplate": WorkflowTemplate,
     "ClusterWorkflowTemplate": WorkflowTemplate,
     "CronWorkflow": CronWorkflow,
+    "EventSource": EventSource,
+    "Sensor": Sensor,
+    "EventBus": EventBus,
 }
 CORE_KINDS: dict[str, type[Model]] = {"ConfigMap": ConfigMap, "Secret": Secret}
 

@@ -17,6 +17,7 @@ import networkx as nx
 
 from engine import expr
 from engine.errors import ExprError, Problem, ReferenceError_, SpecError
+from engine.expr.cron import CronSchedule
 from engine.spec.duration import parse_duration
 from engine.spec.workflow import (
     Arguments,
@@ -481,16 +482,11 @@ def validate_cron(cron: CronWorkflow, *, source: TemplateSource | None = None) -
         problems.append(Problem("spec.schedules", "at least one schedule is required"))
     if spec.concurrency_policy and spec.concurrency_policy not in ("Allow", "Forbid", "Replace"):
         problems.append(Problem("spec.concurrencyPolicy", "must be Allow, Forbid or Replace"))
-    try:
-        from engine.workflows.cron import CronSchedule
-
-        for i, s in enumerate(spec.all_schedules()):
-            try:
-                CronSchedule.parse(s)
-            except SpecError as exc:
-                problems.extend(Problem(f"spec.schedules[{i}]", p.message) for p in exc.problems)
-    except ImportError:  # pragma: no cover - the cron module is part of the package
-        pass
+    for i, s in enumerate(spec.all_schedules()):
+        try:
+            CronSchedule.parse(s)
+        except SpecError as exc:
+            problems.extend(Problem(f"spec.schedules[{i}]", p.message) for p in exc.problems)
     if spec.timezone:
         try:
             from zoneinfo import ZoneInfo

@@ -140,3 +140,37 @@ def test_convert_keeps_an_explicit_schedules_list_without_duplicates(home: Path,
     )
     res = cli("convert", write(tmp_path, "cron.yaml", text), home=home)
     assert yaml.safe_load(res.stdout)["spec"]["schedules"] == ["0 3 * * *", "@hourly"]
+
+
+EVENT_FILES = """
+apiVersion: argoproj.io/v1alpha1
+kind: EventSource
+metadata: {name: webhook}
+spec:
+  webhook:
+    example: {port: "12000", endpoint: /example, method: POST}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Sensor
+metadata: {name: notify}
+spec:
+  dependencies:
+  - {name: push, eventSourceName: webhook, eventName: example}
+  triggers:
+  - template:
+      name: tell-slack
+      conditions: push && pull
+      slack: {channel: general}
+"""
+
+
+def test_lint_reports_unsupported_trigger_types_and_unknown_condition_names(
+    home: Path, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "events.yaml", EVENT_FILES)
+    res = cli("lint", str(path), home=home)
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert f"{path} (document 2): spec.triggers[0].template.conditions: no dependency named 'pull'" in lines
+    assert any("spec.triggers[0].template.slack: unsupported trigger type 'slack'" in line for line in lines)
+    assert not any("document 1" in line for line in lines)

@@ -142,6 +142,9 @@ def test_a_kind_is_not_served_until_its_crd_is_created(api_server: ApiServer) ->
     assert sorted(api_server.apply_crds()) == [
         "clusterworkflowtemplates.sluice.dev",
         "cronworkflows.sluice.dev",
+        "eventbus.sluice.dev",
+        "eventsources.sluice.dev",
+        "sensors.sluice.dev",
         "workflows.sluice.dev",
         "workflowtemplates.sluice.dev",
     ]

@@ -160,7 +160,15 @@ def test_crds_command_prints_every_definition(home: Path, tmp_path: Path) -> Non
     res = cli("crds", home=home)
     assert res.returncode == 0
     kinds = [d["spec"]["names"]["kind"] for d in yaml.safe_load_all(res.stdout)]
-    assert kinds == ["Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"]
+    assert kinds == [
+        "Workflow",
+        "WorkflowTemplate",
+        "ClusterWorkflowTemplate",
+        "CronWorkflow",
+        "EventSource",
+        "Sensor",
+        "EventBus",
+    ]
     assert cli("crds", "--dir", str(tmp_path / "out"), home=home).returncode == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         file_name(d) for d in custom_resource_definitions()

@@ -1,0 +1,1 @@
+"""Tests of the events core (engine.events): filters, parameters, conditions, sensors, actions."""
