@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PURE   := engine/errors.py engine/spec engine/expr engine/workflows \
           $(wildcard engine/events/*.py)
 
-.PHONY: demo test lint typecheck layers unit conformance bench crds sysdeps clean
+.PHONY: demo demo-events test lint typecheck layers unit conformance bench crds sysdeps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ sysdeps:
 demo: $(STAMP) sysdeps
 	SLUICE_HOME=$${SLUICE_HOME:-$$(mktemp -d)} $(VENV)/bin/sluice run examples/workflows/hello-world.yaml --watch
 	SLUICE_HOME=$${SLUICE_HOME:-$$(mktemp -d)} $(VENV)/bin/sluice run examples/workflows/dag-diamond.yaml --watch
+
+# A webhook `curl` starts a workflow: sluice server with the EventSource and Sensor of examples/events/.
+demo-events: $(STAMP) sysdeps
+	scripts/demo-events.sh
 
 LINTED := $(wildcard engine tests benchmarks)
 

@@ -378,6 +378,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _apply_objects(store: Any, docs: Sequence[Document], *, namespace: str) -> list[str]:
+    from engine.events.validate import validate_event_object
     from engine.runtime.local.store import CLUSTER
     from engine.workflows.validate import validate_cron, validate_workflow
 
@@ -405,6 +406,12 @@ def _apply_objects(store: Any, docs: Sequence[Document], *, namespace: str) -> l
             raw["metadata"].setdefault(
                 "creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             )
+        elif d.kind in EVENT_KINDS:
+            try:
+                for w in validate_event_object(d.obj):
+                    print(f"{d.source}: warning: {w}", file=sys.stderr)
+            except SpecError as exc:
+                raise exc.with_file(d.source) from None
         elif d.kind == "Workflow":
             raise SpecError(
                 [Problem("kind", "use `sluice run` or `sluice submit` for Workflows")], file=d.source
@@ -416,10 +423,41 @@ def _apply_objects(store: Any, docs: Sequence[Document], *, namespace: str) -> l
 
 def cmd_apply(args: argparse.Namespace) -> int:
     store = _store(args)
-    for line in _apply_objects(store, _docs(args.files), namespace=args.namespace):
+    docs = _docs(args.files)
+    for line in _apply_objects(store, docs, namespace=args.namespace):
         print(f"{line} configured")
     _poke_cron(args)
+    if any(d.kind in EVENT_KINDS for d in docs):
+        _poke_events(args)
     return EXIT_OK
+
+
+def cmd_events_tail(args: argparse.Namespace) -> int:
+    """Print the bus's events as JSON lines: the last ``-n`` of them, then new ones with ``-f``."""
+    from engine.runtime.busmodel import SubjectFilter
+    from engine.runtime.local.eventbus import EventLogReader, events_path
+
+    path = events_path(_home(args))
+    if not path.exists():
+        raise StateError(f"no events yet: {path} does not exist (a `sluice server` creates it)")
+    filters = [SubjectFilter(args.namespace, args.source, args.event)] if args.source else None
+    with EventLogReader(path) as reader:
+        start = max(1, reader.last_seq() - args.lines + 1)
+        while True:
+            for record in reader.read(start, 1000, filters):
+                line = {"seq": record.seq, "namespace": record.namespace, **record.event}
+                print(json.dumps(line, sort_keys=True), flush=True)
+                start = record.seq + 1
+            if not args.follow:
+                return EXIT_OK
+            time.sleep(0.5)
+
+
+def _poke_events(args: argparse.Namespace) -> None:
+    from engine.cli.client import Client, NoServer
+
+    with contextlib.suppress(NoServer):  # a server started later reads the store anyway
+        Client(_home(args)).call("POST", "/api/v1/events/reload", {}, timeout=30)
 
 
 def _poke_cron(args: argparse.Namespace) -> None:
@@ -447,7 +485,20 @@ def cmd_server(args: argparse.Namespace) -> int:
             default_active_deadline_seconds=args.active_deadline_seconds,
         ),
     )
-    asyncio.run(Server(engine, cron_interval=args.cron_interval).serve(cron=not args.no_cron))
+    ports = {}
+    for pair in args.webhook_port:
+        spec, _, bound = pair.partition("=")
+        if not spec or not bound.isdigit():
+            raise SpecError([Problem("--webhook-port", f"expected SPEC_PORT=PORT, not {pair!r}")])
+        ports[spec] = int(bound)
+    server = Server(
+        engine,
+        cron_interval=args.cron_interval,
+        webhook_host=args.webhook_host,
+        webhook_ports=ports or None,
+        s3_poll_interval=args.s3_poll_interval,
+    )
+    asyncio.run(server.serve(cron=not args.no_cron, events=not args.no_events))
     return EXIT_OK
 
 
@@ -747,6 +798,8 @@ def _object_cmds(kind: str, plural: str) -> Any:
             print(f"{line} created")
         if kind == "CronWorkflow":
             _poke_cron(args)
+        if kind in EVENT_KINDS:
+            _poke_events(args)
         return EXIT_OK
 
     def list_(args: argparse.Namespace) -> int:
@@ -795,6 +848,8 @@ def _object_cmds(kind: str, plural: str) -> Any:
         if not removed:
             raise StateError(f"{kind} {args.name!r} not found")
         print(f"{kind.lower()}/{args.name} deleted")
+        if kind in EVENT_KINDS:
+            _poke_events(args)
         return EXIT_OK
 
     return create, list_, get, delete
@@ -960,7 +1015,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--active-deadline-seconds", type=int, default=None)
     p.add_argument("--cron-interval", type=float, default=10.0)
     p.add_argument("--no-cron", action="store_true")
+    p.add_argument("--no-events", action="store_true", help="run no event sources or sensors")
+    p.add_argument(
+        "--webhook-host",
+        default=os.environ.get("SLUICE_WEBHOOK_HOST", "127.0.0.1"),
+        help="address webhook event sources listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    p.add_argument(
+        "--webhook-port",
+        action="append",
+        default=[],
+        metavar="SPEC_PORT=PORT",
+        help="listen on PORT for webhooks whose spec says SPEC_PORT (0 picks a free port)",
+    )
+    p.add_argument("--s3-poll-interval", type=float, default=5.0, help="seconds between bucket listings")
     p.set_defaults(func=cmd_server)
+
+    p = add("events", "read the local event bus")
+    esub = p.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    c = esub.add_parser("tail", help="print the latest events as JSON lines")
+    c.add_argument("-n", "--lines", type=int, default=20)
+    c.add_argument("-f", "--follow", action="store_true")
+    c.add_argument("--source", help="only events of this EventSource")
+    c.add_argument("--event", help="only this event of the EventSource")
+    c.set_defaults(func=cmd_events_tail)
 
     p = add("submit", "submit a workflow to the running server")
     p.add_argument("file")
@@ -1044,6 +1122,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("cron", "CronWorkflow", "cron workflows"),
         ("configmap", "ConfigMap", "config maps"),
         ("secret", "Secret", "secrets"),
+        ("eventsource", "EventSource", "event sources"),
+        ("sensor", "Sensor", "sensors"),
+        ("eventbus", "EventBus", "event buses"),
     ):
         g = add(group, f"manage {plural}")
         gsub = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")

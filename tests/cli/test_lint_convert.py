@@ -49,9 +49,10 @@ def test_lint_accepts_a_good_file(home: Path, tmp_path: Path) -> None:
 
 
 def test_lint_accepts_the_shipped_examples(home: Path) -> None:
-    examples = Path(__file__).resolve().parents[2] / "examples" / "workflows"
-    res = cli("lint", examples, home=home)
-    assert res.returncode == 0, res.stderr
+    for kind in ("workflows", "events"):
+        examples = Path(__file__).resolve().parents[2] / "examples" / kind
+        res = cli("lint", examples, home=home)
+        assert res.returncode == 0, res.stderr
 
 
 def test_lint_of_a_directory_reports_only_the_bad_files(home: Path, tmp_path: Path) -> None:

@@ -33,12 +33,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from engine.errors import ExprError, Problem, SpecError
 from engine.events import cloudevent
 from engine.events.calendar import CompiledCalendar, accepts, compile_calendar, due, event_for, next_due
 from engine.events.model import Event
+from engine.events.sources.ports import CursorStore, Publish, Sleep
 from engine.spec.events import EventSource
 
 log = logging.getLogger(__name__)
@@ -47,23 +48,6 @@ log = logging.getLogger(__name__)
 MAX_NAP = 60.0
 
 _T = TypeVar("_T")
-
-
-class Publish(Protocol):
-    """Stores one event on the bus; returns once it is durably stored (its sequence number), raises if not."""
-
-    async def __call__(self, namespace: str, event: dict[str, Any]) -> int: ...
-
-
-class CursorStore(Protocol):
-    """Small durable key-value storage for the sources' cursors."""
-
-    async def get(self, key: str) -> dict[str, Any] | None: ...
-
-    async def put(self, key: str, value: dict[str, Any]) -> None: ...
-
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 def cursor_key(namespace: str, source: str, event: str) -> str:

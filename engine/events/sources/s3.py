@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -55,6 +55,7 @@ from engine.events import s3watch
 from engine.events.cloudevent import build, to_bus
 from engine.events.model import Event
 from engine.events.s3watch import Change, Cursor, ObjectInfo, Scope
+from engine.events.sources.ports import CursorStore, Publish, SecretLookup, Sleep
 from engine.expr import compile_expr
 from engine.spec.events import EventSource, S3EventSource, SecretKeySelector
 
@@ -67,20 +68,6 @@ DEFAULT_REGION = "us-east-1"
 
 
 # ================================================================================================= ports
-
-
-class Publish(Protocol):
-    """Stores one event on the bus and returns its sequence number once it is durable; raises if not."""
-
-    async def __call__(self, namespace: str, event: dict[str, Any]) -> int: ...
-
-
-class CursorStore(Protocol):
-    """Durable JSON values by key; the source keeps its cursor here."""
-
-    async def get(self, key: str) -> dict[str, Any] | None: ...
-
-    async def put(self, key: str, value: dict[str, Any]) -> None: ...
 
 
 class ListedObject(Protocol):
@@ -115,10 +102,6 @@ class Connect(Protocol):
         access_key: str | None,
         secret_key: str | None,
     ) -> BucketLister: ...
-
-
-SecretLookup = Callable[[str, str], Mapping[str, str] | None]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 def cursor_key(namespace: str, source_name: str, event_name: str) -> str:

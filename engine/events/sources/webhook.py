@@ -62,10 +62,10 @@ import os
 import ssl
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs
 
 from aiohttp import hdrs, web
@@ -75,6 +75,7 @@ from cloudevents.core.v1.event import CloudEvent
 from engine import expr
 from engine.errors import ExprError, Problem
 from engine.events import cloudevent
+from engine.events.sources.ports import Publish, SecretLookup
 from engine.expr.encoding import from_json
 from engine.spec.events import EventSource, SecretKeySelector, WebhookContext
 
@@ -90,16 +91,6 @@ BODYLESS_METHODS = frozenset({"DELETE", "HEAD", "OPTIONS"})
 # Header fields Go's server takes out of the header map (into Request.Host / TransferEncoding).
 _HIDDEN_HEADERS = frozenset({"Host", "Transfer-Encoding"})
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-class Publish(Protocol):
-    """Stores one event on the bus; returns once it is durably stored (its sequence number), raises if not."""
-
-    async def __call__(self, namespace: str, event: dict[str, Any]) -> int: ...
-
-
-#: (namespace, secret name) -> the secret's decoded data, or None when there is no such secret.
-SecretLookup = Callable[[str, str], Mapping[str, str] | None]
 
 
 # ------------------------------------------------------------------------------------------- routes

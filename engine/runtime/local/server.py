@@ -3,7 +3,9 @@
 The CLI's ``submit``, ``stop``, ``suspend``, ``resume``, ``terminate``, ``retry``, ``resubmit``,
 ``delete`` and ``wait`` talk to it; ``get``, ``list`` and ``logs`` read the state directly. The socket
 lives at ``$SLUICE_HOME/server.sock`` (only this user can reach it). On start it adopts every
-unfinished workflow whose previous engine is gone. The cron loop runs ``plan_cron`` for each stored
+unfinished workflow whose previous engine is gone. It also hosts the events (webhook, calendar and S3
+sources, the embedded bus, sensors: :mod:`engine.runtime.local.events`); ``webhook_ports`` maps spec
+ports to the ports bound (tests bind free ports). The cron loop runs ``plan_cron`` for each stored
 CronWorkflow and submits, terminates and deletes children as planned.
 """
 
@@ -14,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from aiohttp import web
 
 from engine.errors import SluiceError, SpecError, StateError
 from engine.runtime.local.engine import LocalEngine
+from engine.runtime.local.events import EventsHost
 from engine.spec.workflow import CronWorkflow, Workflow
 from engine.workflows import cron as cronlib
 
@@ -42,9 +46,21 @@ def _error(exc: Exception) -> web.Response:
 
 
 class Server:
-    def __init__(self, engine: LocalEngine, *, cron_interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        engine: LocalEngine,
+        *,
+        cron_interval: float = 10.0,
+        webhook_host: str = "127.0.0.1",
+        webhook_ports: Mapping[str, int] | None = None,
+        s3_poll_interval: float = 5.0,
+    ) -> None:
         self.engine = engine
         self.cron_interval = cron_interval
+        self.webhook_host = webhook_host
+        self.webhook_ports = webhook_ports
+        self.s3_poll_interval = s3_poll_interval
+        self.events: EventsHost | None = None
         self._cron_wake = asyncio.Event()
         self._stop = asyncio.Event()
 
@@ -59,6 +75,8 @@ class Server:
         r.add_delete("/api/v1/workflows/{ns}/{name}", self.delete)
         r.add_get("/api/v1/workflows/{ns}/{name}/wait", self.wait)
         r.add_post("/api/v1/cron/wake", self.cron_wake)
+        r.add_post("/api/v1/events/reload", self.events_reload)
+        r.add_get("/api/v1/events/status", self.events_status)
         return app
 
     async def health(self, _req: web.Request) -> web.Response:
@@ -128,6 +146,17 @@ class Server:
         self._cron_wake.set()
         return web.json_response({"ok": True})
 
+    async def events_reload(self, _req: web.Request) -> web.Response:
+        if self.events is None:
+            return web.json_response({"error": "this server runs no events"}, status=409)
+        await self.events.reload()
+        return web.json_response(self.events.status())
+
+    async def events_status(self, _req: web.Request) -> web.Response:
+        if self.events is None:
+            return web.json_response({"error": "this server runs no events"}, status=409)
+        return web.json_response(self.events.status())
+
     # --- cron ----------------------------------------------------------------------------------------
 
     async def cron_loop(self) -> None:
@@ -170,7 +199,7 @@ class Server:
 
     # --- running -------------------------------------------------------------------------------------
 
-    async def serve(self, *, cron: bool = True) -> None:
+    async def serve(self, *, cron: bool = True, events: bool = True) -> None:
         eng = self.engine
         home = eng.home
         sock = socket_path(home)
@@ -190,6 +219,11 @@ class Server:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
         cron_task = loop.create_task(self.cron_loop()) if cron else None
+        if events:
+            self.events = EventsHost(
+                eng, host=self.webhook_host, ports=self.webhook_ports, s3_poll_interval=self.s3_poll_interval
+            )
+            await self.events.start()
         print(f"sluice server: listening on {sock} (SLUICE_HOME={home})", flush=True)
         try:
             await self._stop.wait()
@@ -198,6 +232,8 @@ class Server:
                 cron_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await cron_task
+            if self.events is not None:
+                await self.events.close()
             await runner.cleanup()
             with contextlib.suppress(FileNotFoundError):
                 sock.unlink()

@@ -1,0 +1,189 @@
+"""The local runtime's side of ``k8s`` and ``argoWorkflow`` triggers: workflows and stored objects.
+
+A Workflow a trigger creates (``k8s`` create of a Workflow, ``argoWorkflow`` submit or submit-from) is
+submitted to the local engine under the name the firing gave it; when a workflow of that name exists
+already and carries the same firing key, the firing was delivered before and nothing more happens.
+Other kinds are objects in the local store (ConfigMaps, WorkflowTemplates, CronWorkflows, anything):
+create, update (deep merge over the live object), patch (JSON merge patch) and delete. The other
+``argoWorkflow`` operations (resubmit, retry, resume, suspend, terminate, stop) act on the workflow
+the source names. Called by :class:`engine.runtime.sensors.SensorRunner` inside ``sluice server``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from engine.errors import SluiceError, SpecError, StateError
+from engine.events.actions import ANNOTATION_FIRING, ActionError, ObjectAction, name_suffix
+from engine.events.sensor import Firing
+from engine.runtime.local.engine import LocalEngine, StoreObjects
+from engine.runtime.local.store import CLUSTER
+from engine.spec.events import TriggerTemplate
+from engine.spec.loader import normalise_api_version
+from engine.spec.workflow import API_VERSION, CronWorkflow, Workflow
+
+
+def merge_patch(live: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: mappings merge, ``null`` removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(live) if isinstance(live, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def deep_merge(live: Any, new: Any) -> Any:
+    """``new`` over ``live``: mappings merge key by key, everything else is overridden (Argo's update)."""
+    if isinstance(live, dict) and isinstance(new, dict):
+        out = dict(live)
+        for key, value in new.items():
+            out[key] = deep_merge(live.get(key), value)
+        return out
+    return copy.deepcopy(new)
+
+
+class LocalObjectActions:
+    def __init__(self, engine: LocalEngine) -> None:
+        self.engine = engine
+        self.store = engine.store
+
+    def load_source(self, template: TriggerTemplate, namespace: str) -> Any:
+        spec = template.k8s or template.argo_workflow
+        location = spec.source if spec else None
+        if location is None:
+            return None
+        if location.configmap is not None:
+            ref = location.configmap
+            data = StoreObjects(self.store).configmap(namespace, ref.name or "")
+            if data is None or ref.key not in data:
+                raise SluiceError(f"trigger source: key {ref.key!r} of config map {ref.name!r} not found")
+            return data[ref.key]
+        if location.file is not None:
+            try:
+                return Path(location.file.path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SluiceError(f"trigger source: cannot read {location.file.path}: {exc}") from exc
+        return None
+
+    async def run(self, action: ObjectAction, firing: Firing) -> str:
+        obj = normalise_api_version(action.obj)
+        kind = str(obj.get("kind") or "")
+        if action.trigger_type == "argoWorkflow" and action.operation != "submit":
+            return await self._workflow_operation(action.operation, obj, firing)
+        if (kind == "Workflow" and action.operation == "create") or action.trigger_type == "argoWorkflow":
+            return await self._submit(obj, firing)
+        return self._object(action, obj, kind)
+
+    async def _submit(self, obj: dict[str, Any], firing: Firing) -> str:
+        try:
+            wf = Workflow.parse(obj)
+        except SpecError as exc:
+            raise ActionError(f"the trigger's Workflow is invalid: {exc.one_line()}") from None
+        namespace = wf.metadata.namespace or "default"
+        name = wf.metadata.name or ""
+        existing = self.store.get_workflow(namespace, name)
+        if existing is not None:
+            annotations = (existing.manifest.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(ANNOTATION_FIRING) == firing.key:
+                return f"workflow/{name} was already submitted for this firing"
+            raise ActionError(f"workflow {name!r} already exists in namespace {namespace!r}")
+        try:
+            run = await self.engine.submit(wf, namespace=namespace)
+        except SpecError as exc:
+            raise ActionError(f"the trigger's Workflow is invalid: {exc.one_line()}") from None
+        return f"workflow/{run.name} submitted"
+
+    async def _workflow_operation(self, operation: str, obj: dict[str, Any], firing: Firing) -> str:
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        namespace = str(meta.get("namespace") or "default")
+        if not name:
+            raise ActionError(f"argoWorkflow {operation}: the source names no object (metadata.name)")
+        if operation == "submit-from":
+            return await self._submit(self._from(obj, name, namespace, firing), firing)
+        eng = self.engine
+        if operation == "resubmit":
+            run = await eng.resubmit(name, namespace)
+            return f"workflow/{name} resubmitted as {run.name}"
+        if operation == "retry":
+            run = await eng.retry(name, namespace)
+            return f"workflow/{run.name} retried"
+        if operation == "resume":
+            eng.resume(name, namespace)
+        elif operation == "suspend":
+            eng.suspend(name, namespace)
+        elif operation == "terminate":
+            eng.terminate(name, namespace)
+        elif operation == "stop":
+            eng.stop(name, namespace)
+        else:
+            raise ActionError(f"unknown argoWorkflow operation {operation!r}")
+        return f"workflow/{name} {operation}"
+
+    def _from(self, obj: dict[str, Any], name: str, namespace: str, firing: Firing) -> dict[str, Any]:
+        """The Workflow ``submit --from`` makes of a CronWorkflow or a (Cluster)WorkflowTemplate."""
+        kind = str(obj.get("kind") or "")
+        metadata: dict[str, Any] = {
+            "name": f"{name}-{name_suffix(firing.key)}",
+            "namespace": namespace,
+            "labels": dict((obj.get("metadata") or {}).get("labels") or {}),
+            "annotations": {ANNOTATION_FIRING: firing.key},
+        }
+        if kind == "CronWorkflow":
+            stored = self.store.get_object("CronWorkflow", namespace, name)
+            if stored is None:
+                raise StateError(f"CronWorkflow {name!r} not found in namespace {namespace!r}")
+            cron = CronWorkflow.parse(normalise_api_version(stored))
+            assert cron.spec is not None
+            metadata["labels"]["workflows.argoproj.io/cron-workflow"] = name
+            spec: dict[str, Any] = cron.spec.workflow_spec.dump()
+        elif kind in ("WorkflowTemplate", "ClusterWorkflowTemplate"):
+            cluster = kind == "ClusterWorkflowTemplate"
+            if self.store.get_object(kind, CLUSTER if cluster else namespace, name) is None:
+                raise StateError(f"{kind} {name!r} not found")
+            spec = {"workflowTemplateRef": {"name": name, **({"clusterScope": True} if cluster else {})}}
+        else:
+            raise ActionError(
+                f"argoWorkflow submit-from: expected a CronWorkflow or WorkflowTemplate, not {kind!r}"
+            )
+        return {"apiVersion": API_VERSION, "kind": "Workflow", "metadata": metadata, "spec": spec}
+
+    def _object(self, action: ObjectAction, obj: dict[str, Any], kind: str) -> str:
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        if not kind or not name:
+            raise ActionError("the trigger's object needs a kind and metadata.name")
+        namespace = CLUSTER if kind.startswith("Cluster") else str(meta.get("namespace") or "default")
+        live = self.store.get_object(kind, namespace, name)
+        op = action.operation
+        if op == "delete":
+            self.store.delete_object(kind, namespace, name)
+            return f"{kind.lower()}/{name} deleted" if live else f"{kind.lower()}/{name} was already gone"
+        if op == "create" or live is None:
+            if live is not None:
+                annotations = (live.get("metadata") or {}).get("annotations") or {}
+                if annotations.get(ANNOTATION_FIRING) == (meta.get("annotations") or {}).get(
+                    ANNOTATION_FIRING
+                ):
+                    return f"{kind.lower()}/{name} was already created for this firing"
+                raise ActionError(f"{kind} {name!r} already exists")
+            self.store.put_object(kind, namespace, name, obj)
+            return f"{kind.lower()}/{name} created"
+        if op == "update":
+            self.store.put_object(kind, namespace, name, deep_merge(live, obj))
+            return f"{kind.lower()}/{name} updated"
+        if action.patch_strategy != "application/merge-patch+json":
+            raise ActionError(
+                f"patch strategy {action.patch_strategy!r} is not supported by the local runtime"
+            )
+        self.store.put_object(kind, namespace, name, merge_patch(live, obj))
+        return f"{kind.lower()}/{name} patched"
+
+
+__all__ = ["LocalObjectActions", "deep_merge", "merge_patch"]
