@@ -72,8 +72,12 @@ class ActionError(ExprError):
     """The firing cannot become an action (a parameter has no value, the source is not an object...)."""
 
 
-def name_suffix(key: str, length: int = 5) -> str:
-    """A Kubernetes-style random-looking suffix, derived from ``key`` so it is the same every time."""
+def name_suffix(key: str, length: int = 10) -> str:
+    """A random-looking suffix derived from ``key``, so it is the same every time for the same firing.
+
+    Ten characters (27**10 names), not Kubernetes' five: two firings that drew the same name would make
+    the second one fail, and at five characters that happens about once in 4,000 events.
+    """
     n = int(key, 16)
     out = []
     for _ in range(length):

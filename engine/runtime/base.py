@@ -103,8 +103,9 @@ class EventBus(Protocol):
     async def ack_batch(
         self, consumer: str, seqs: Sequence[int], *, kv_updates: Sequence[KVUpdate] = ()
     ) -> list[int]:
-        """Acknowledge several deliveries and apply ``kv_updates`` with them, all in one transaction;
-        return the seqs that were pending (the updates are applied when at least one was)."""
+        """Acknowledge several deliveries and apply ``kv_updates`` with them (in one transaction where the
+        bus has transactions; JetStream writes the updates first, then acks); return the seqs that were
+        pending (the updates are applied when at least one was)."""
         ...
 
     async def nak(self, consumer: str, seq: int, *, delay: float = 0.0) -> bool:

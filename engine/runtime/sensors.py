@@ -3,8 +3,10 @@
 One task per trigger (each trigger has its own durable consumer and its own state, as in Argo). A
 batch of deliveries is fed through the pure sensor core (:mod:`engine.events.sensor`); every firing's
 action runs before the batch is acknowledged, and the acknowledgement carries the trigger's new state
-in the same bus transaction. A crash anywhere in between redelivers the batch against the old state,
-which yields the same firings with the same keys; actions are idempotent by that key (a Workflow is
+(one transaction on the embedded bus; on JetStream the state is written first, then the acks). A
+crash before the state is stored redelivers the batch against the old state, which yields the same
+firings with the same keys; after it, the new state already lists the events as consumed, so their
+redelivery is a duplicate. Actions are idempotent by the firing key (a Workflow is
 created under a name derived from it), so each firing acts once. Argo acknowledges before acting unless
 ``atLeastOnce`` is set; here the acknowledgement always follows the action, and ``atLeastOnce`` only
 decides what a failed action does afterwards (with it, ``dlqTrigger`` runs; without, it is logged).
@@ -203,25 +205,32 @@ class SensorRunner:
         ct = tt.compiled
         consumer = consumer_name(self.namespace, self.name, ct.name)
         bucket = state_bucket(self.namespace, self.name)
-        state = restore(ct, await self.bus.kv_get(bucket, ct.name), self.now())
+        state: TriggerState | None = None
         while not self._stopping:
-            wake = next_wakeup(ct, state)
-            timeout = IDLE_POLL if wake is None else max(0.0, min(IDLE_POLL, wake - self.now()))
             try:
-                deliveries = await self.bus.fetch(consumer, limit=FETCH_BATCH, timeout=timeout)
+                if state is None:
+                    state = restore(ct, await self.bus.kv_get(bucket, ct.name), self.now())
+                state = await self._step(tt, consumer, bucket, state)
             except SluiceError as exc:
-                log.warning(
-                    "sensor %s/%s trigger %s: fetch failed: %s", self.namespace, self.name, ct.name, exc
-                )
+                # The bus is unavailable (a restart, the network): what was not acknowledged comes back
+                # after ack_wait, so carry on from the stored state once the bus answers again.
+                log.warning("sensor %s/%s trigger %s: %s; retrying", self.namespace, self.name, ct.name, exc)
+                tt.counters.last_error = str(exc)
+                state = None
                 await asyncio.sleep(1.0)
-                continue
-            if not deliveries:
-                step = on_tick(ct, state, self.now())
-                if step.outcome == "reset":
-                    await self.bus.kv_put(bucket, ct.name, step.state.to_json())
-                state = step.state
-                continue
-            state = await self._batch(tt, consumer, bucket, state, deliveries)
+
+    async def _step(self, tt: _TriggerTask, consumer: str, bucket: str, state: TriggerState) -> TriggerState:
+        """Wait for the next batch of deliveries (or the next conditions reset) and process it."""
+        ct = tt.compiled
+        wake = next_wakeup(ct, state)
+        timeout = IDLE_POLL if wake is None else max(0.0, min(IDLE_POLL, wake - self.now()))
+        deliveries = await self.bus.fetch(consumer, limit=FETCH_BATCH, timeout=timeout)
+        if not deliveries:
+            step = on_tick(ct, state, self.now())
+            if step.outcome == "reset":
+                await self.bus.kv_put(bucket, ct.name, step.state.to_json())
+            return step.state
+        return await self._batch(tt, consumer, bucket, state, deliveries)
 
     async def _batch(
         self, tt: _TriggerTask, consumer: str, bucket: str, state: TriggerState, deliveries: list[Any]

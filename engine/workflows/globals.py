@@ -8,6 +8,7 @@ for exit handlers). Used by the reconciler as the root of every scope.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -50,6 +51,24 @@ def _param_value(p: Any, configmaps: Mapping[str, Mapping[str, str]]) -> str:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _creation_timestamp(created: int) -> dict[str, str]:
+    """The ``workflow.creationTimestamp.*`` globals of one second; workflows created together share them."""
+    ts = dt.datetime.fromtimestamp(created, tz=dt.UTC)
+    rfc = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = {
+        "workflow.creationTimestamp": rfc,
+        "workflow.creationTimestamp.RFC3339": rfc,
+        "workflow.creationTimestamp.s": str(created),
+    }
+    for ch in _STRFTIME_CHARS:
+        try:
+            out[f"workflow.creationTimestamp.{ch}"] = ts.strftime("%" + ch)
+        except ValueError:
+            continue
+    return out
+
+
 def build_globals(
     workflow: Workflow, status: Any, configmaps: Mapping[str, Mapping[str, str]], control: _Control
 ) -> Scope:
@@ -66,16 +85,7 @@ def build_globals(
     created = parse_time(meta.creation_timestamp) if meta.creation_timestamp else None
     if created is None:
         created = status.started_at if status.started_at is not None else 0.0
-    ts = dt.datetime.fromtimestamp(int(created), tz=dt.UTC)
-    rfc = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-    g["workflow.creationTimestamp"] = rfc
-    g["workflow.creationTimestamp.RFC3339"] = rfc
-    g["workflow.creationTimestamp.s"] = str(int(created))
-    for ch in _STRFTIME_CHARS:
-        try:
-            g[f"workflow.creationTimestamp.{ch}"] = ts.strftime("%" + ch)
-        except ValueError:
-            continue
+    g.update(_creation_timestamp(int(created)))
     if spec.priority is not None:
         g["workflow.priority"] = str(spec.priority)
     scheduled = meta.annotations.get(SCHEDULED_TIME_ANNOTATION)

@@ -53,7 +53,7 @@ def test_templated_parameters_fill_the_workflow_and_name_it_after_the_firing(eve
     assert "generateName" not in meta
     assert (
         meta["name"].startswith("webhook-adalovelace-")
-        and len(meta["name"]) == len("webhook-adalovelace-") + 5
+        and len(meta["name"]) == len("webhook-adalovelace-") + 10
     )
     assert meta["namespace"] == "team-a"
     assert meta["labels"]["events.argoproj.io/sensor"] == "trigger-with-template"

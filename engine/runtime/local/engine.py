@@ -388,9 +388,8 @@ class LocalEngine:
                     run.delayed.cancel()
                     run.delayed = None
                 plan = rec.reconcile(outcomes, self.clock())
-                await self._apply(run, plan)
+                await self._apply(run, plan)  # stores the plan, the final one included
                 if plan.finished:
-                    self._persist(run, plan)
                     break
                 timeout = None if plan.requeue_at is None else max(0.0, plan.requeue_at - self.clock())
                 if run.outcomes and not run.control_dirty:
@@ -409,6 +408,11 @@ class LocalEngine:
             run.done.set()
             for nid in [k for k, v in self._node_run.items() if v is run]:
                 del self._node_run[nid]
+            # A finished run lives on in the store (find/wait/retry read it there); keeping it here would
+            # grow a long-lived server by every workflow it ever ran. A retry may already have put a new
+            # run under this uid.
+            if self.runs.get(run.uid) is run:
+                del self.runs[run.uid]
             self._notify(run)
 
     async def _apply(self, run: WorkflowRun, plan: Plan) -> None:

@@ -1,0 +1,1 @@
+"""Tests of the JetStream event bus (engine.runtime.jetstream) against a real nats-server."""
