@@ -1,9 +1,11 @@
-"""``sluice operator``: the kopf operator that runs workflows on Kubernetes.
+"""``sluice operator``: the kopf operator that runs workflows and the event kinds' workloads on Kubernetes.
 
-kopf owns the watches (Workflows, CronWorkflows, and pods labelled as workflow steps), reconnection,
-the liveness endpoint and logging; every watch event goes, as it is, to the
-:class:`~engine.runtime.kubernetes.controller.Controller`, which keeps its own state and writes its own
-status. Only kopf's raw-event handlers are used: they store nothing on the objects (no finalizers, no
+kopf owns the watches (Workflows, CronWorkflows, pods labelled as workflow steps, EventBuses,
+EventSources and Sensors), reconnection, the liveness endpoint and logging; every watch event goes, as
+it is, to a controller that keeps its own state and writes its own status: workflow, cron and pod
+events to the :class:`~engine.runtime.kubernetes.controller.Controller`, event-kind events to the
+:class:`~engine.runtime.kubernetes.eventcontroller.EventController`, which keeps their workloads in
+place. Only kopf's raw-event handlers are used: they store nothing on the objects (no finalizers, no
 progress annotations), so the operator can be stopped, upgraded or killed at any time, and a new one
 continues from the objects alone. Runs standalone (one replica; the Deployment says so).
 """
@@ -23,6 +25,7 @@ from engine.errors import SluiceError
 from engine.runtime.images import ImageTable
 from engine.runtime.kubernetes.api import Api, ApiError, AsyncApi, TokenBucket, load_client, path_of
 from engine.runtime.kubernetes.controller import Controller
+from engine.runtime.kubernetes.eventcontroller import EventController
 from engine.runtime.kubernetes.pods import LABEL_WORKFLOW, PodSettings
 from engine.runtime.kubernetes.settings import OperatorSettings
 from engine.spec.crd import GROUP, VERSION
@@ -96,6 +99,7 @@ async def run_operator(
 
     api_client = load_client(kubeconfig, context)
     holder: dict[str, Controller] = {}
+    events: dict[str, EventController] = {}
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -123,6 +127,18 @@ async def run_operator(
     async def cron_event(event: kopf.RawEvent, **_: Any) -> None:
         await holder["controller"].on_cron(event["type"], event["object"])
 
+    @kopf.on.event(GROUP, VERSION, "eventbus", registry=registry)
+    async def event_bus_event(event: kopf.RawEvent, **_: Any) -> None:
+        await events["controller"].on_event_bus(event["type"], event["object"])
+
+    @kopf.on.event(GROUP, VERSION, "eventsources", registry=registry)
+    async def event_source_event(event: kopf.RawEvent, **_: Any) -> None:
+        await events["controller"].on_event_source(event["type"], event["object"])
+
+    @kopf.on.event(GROUP, VERSION, "sensors", registry=registry)
+    async def sensor_event(event: kopf.RawEvent, **_: Any) -> None:
+        await events["controller"].on_sensor(event["type"], event["object"])
+
     @kopf.on.probe(id="workflows", registry=registry)
     def workflows_probe(**_: Any) -> int:
         return len(holder["controller"].drivers)
@@ -132,6 +148,7 @@ async def run_operator(
         env = await _repository_env_with(api_client, settings)
         controller = build_controller(api_client, settings, env)
         holder["controller"] = controller
+        events["controller"] = EventController(controller.api, settings)
         controller.start()
         metrics_runner = (
             await controller.metrics.serve(settings.metrics_port) if settings.metrics_port else None
@@ -148,6 +165,8 @@ async def run_operator(
         if metrics_runner is not None:
             await metrics_runner.cleanup()
     finally:
+        if "controller" in events:
+            await events["controller"].close()
         if controller is not None:
             await controller.close()
             controller.api.close()

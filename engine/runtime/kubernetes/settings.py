@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from engine.errors import SluiceError
 
 DEFAULT_IMAGE = "ghcr.io/sluicegate/sluicegate:0.1.0"
+DEFAULT_JETSTREAM_IMAGE = "nats:2.10-alpine"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,9 @@ class OperatorSettings:
     default_active_deadline_seconds: int = 0
     # Extra environment for the executor containers (tests point SLUICE_RUN_BINARY elsewhere).
     executor_extra_env: tuple[tuple[str, str], ...] = field(default=())
+    # The NATS server image of the JetStream servers an EventBus runs (its spec.jetstream.version, when
+    # set, picks another tag of the same repository).
+    jetstream_image: str = DEFAULT_JETSTREAM_IMAGE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -89,4 +93,5 @@ class OperatorSettings:
                 number("SLUICE_DEFAULT_ACTIVE_DEADLINE_SECONDS", 0, minimum=0)
             ),
             executor_extra_env=extra,
+            jetstream_image=text("SLUICE_JETSTREAM_IMAGE", "") or DEFAULT_JETSTREAM_IMAGE,
         )
