@@ -920,6 +920,27 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return operator.main(argv)
 
 
+def cmd_events_run(args: argparse.Namespace, kind: str) -> int:
+    """``sluice eventsource run`` / ``sluice sensor run``: one object's process on a cluster (the
+    operator's Deployments run these)."""
+    from engine.runtime.kubernetes import eventrun
+
+    eventrun.configure_logging(verbose=args.verbose)
+    options = eventrun.RunOptions(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        credentials=os.environ.get("SLUICE_EVENTBUS_CREDENTIALS"),
+        health_port=eventrun.parse_health_port(os.environ.get("SLUICE_HEALTH_PORT")),
+        webhook_ports={
+            **eventrun.parse_port_map([os.environ.get(eventrun.ENV_WEBHOOK_PORTS, "")]),
+            **eventrun.parse_port_map(getattr(args, "webhook_port", []), where="--webhook-port"),
+        },
+        recheck=args.recheck_seconds,
+    )
+    run = eventrun.run_sensor if kind == "Sensor" else eventrun.run_event_source
+    return asyncio.run(run(args.name, args.namespace, args.eventbus_url, options=options))
+
+
 # Commands that run inside a cluster themselves: --kube / SLUICE_KUBE do not redirect them.
 IN_CLUSTER_COMMANDS = ("executor", "operator")
 
@@ -1152,6 +1173,35 @@ def build_parser() -> argparse.ArgumentParser:
             c = gsub.add_parser("lint", help="validate template files")
             c.add_argument("paths", nargs="+")
             c.set_defaults(func=cmd_lint)
+        if kind in ("EventSource", "Sensor"):
+            c = gsub.add_parser(
+                "run", help=f"run one {kind} of a cluster until SIGTERM (the operator's Deployments do)"
+            )
+            c.add_argument("name")
+            c.add_argument("-n", "--namespace", default=argparse.SUPPRESS)
+            c.add_argument("--kubeconfig", default=argparse.SUPPRESS, help="default: in-cluster, $KUBECONFIG")
+            c.add_argument("--context", default=argparse.SUPPRESS)
+            c.add_argument(
+                "--eventbus-url",
+                default=os.environ.get("SLUICE_EVENTBUS_URL"),
+                help="the JetStream bus, nats://HOST:PORT (default: $SLUICE_EVENTBUS_URL)",
+            )
+            c.add_argument(
+                "--recheck-seconds",
+                type=float,
+                default=30.0,
+                help="how often the object is read again to follow changes of its spec",
+            )
+            c.add_argument("-v", "--verbose", action="store_true")
+            if kind == "EventSource":
+                c.add_argument(
+                    "--webhook-port",
+                    action="append",
+                    default=[],
+                    metavar="SPEC_PORT=PORT",
+                    help="listen on PORT for webhooks whose spec says SPEC_PORT (also $SLUICE_WEBHOOK_PORTS)",
+                )
+            c.set_defaults(func=lambda a, k=kind: cmd_events_run(a, k))
         if kind == "CronWorkflow":
             c = gsub.add_parser("suspend", help="stop scheduling a cron workflow")
             c.add_argument("name")

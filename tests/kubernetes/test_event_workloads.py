@@ -240,14 +240,14 @@ def test_service_ports_the_api_server_would_refuse_are_reported_with_their_path(
 
 
 @pytest.mark.parametrize(("replicas", "expected"), [(None, 1), (0, 1), (-2, 1), (1, 1), (3, 3)])
-def test_replicas_below_one_run_one_pod(replicas: int | None, expected: int) -> None:
+def test_replicas_below_one_run_one_pod_and_sensors_run_one(replicas: int | None, expected: int) -> None:
     spec: JSON = {"webhook": {"push": {"port": "12000", "endpoint": "/push", "method": "POST"}}}
     if replicas is not None:
         spec["replicas"] = replicas
     (deployment,) = event_source_children(event_source(spec), bus=BUS, settings=SETTINGS)
     assert deployment["spec"]["replicas"] == expected
     (sensor_deployment,) = sensor_children(sensor({"replicas": replicas}), bus=BUS, settings=SETTINGS)
-    assert sensor_deployment["spec"]["replicas"] == expected
+    assert sensor_deployment["spec"]["replicas"] == 1  # a sensor's consumers and state have one owner
 
 
 def test_the_pod_template_is_merged_into_the_pod() -> None:

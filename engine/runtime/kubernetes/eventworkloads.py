@@ -501,6 +501,12 @@ def _event_container(
             "timeoutSeconds": 5,
             "failureThreshold": 3,
         },
+        # Ready once the bus is connected and the sources listen, so a Service routes no webhook early.
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "health"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 5,
+        },
         "resources": _RESOURCES,
         "securityContext": _CONTAINER_SECURITY,
         # The root filesystem is read-only; Python still wants a temporary directory.
@@ -673,7 +679,9 @@ def sensor_children(sensor: Sensor, *, bus: BusConnection, settings: OperatorSet
             namespace=namespace,
             labels=labels,
             owner=owner_reference(sensor),
-            replicas=_replicas(sensor.spec.replicas),
+            # One pod per sensor: its triggers' consumers and stored state have a single owner, and
+            # without leader election a second replica would overwrite the first one's state.
+            replicas=1,
             pod=pod,
             strategy="Recreate",
             revision_history_limit=limit,
