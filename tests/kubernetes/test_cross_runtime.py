@@ -88,9 +88,9 @@ def tree(status: dict[str, Any], workflow: str, *, clock: str | None = None) -> 
 def _stopped_before_reporting(cluster: Cluster, workflow: str) -> dict[str, str]:
     """Nodes (named as ``tree`` names them) whose pod was stopped before it could report, and why.
 
-    A pod stopped before its main container started ran nothing. One stopped while its wait container
-    was still starting (a loaded machine starts the pod's containers seconds apart) loses what main
-    wrote: the wait container is killed with the pod and reports nothing, as on a real cluster.
+    A pod stopped before its main container started ran nothing. One stopped before its wait container
+    ran (a loaded machine starts the pod's containers seconds apart) loses what main wrote: the wait
+    container never starts, or is killed with the pod, and reports nothing, as on a real cluster.
     """
     out = {}
     for pod in cluster.pods():
@@ -104,7 +104,7 @@ def _stopped_before_reporting(cluster: Cluster, workflow: str) -> dict[str, str]
         main, wait = states.get("main"), states.get("wait")
         if not main or "waiting" in main:
             out[str(node).replace(workflow, "WF")] = "was stopped before its main container started"
-        elif wait is not None and (wait.get("terminated") or {}).get("exitCode", 0) != 0:
+        elif wait is not None and (wait.get("terminated") or {}).get("exitCode") != 0:
             out[str(node).replace(workflow, "WF")] = "was stopped before its wait container could report"
     return out
 
