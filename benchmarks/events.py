@@ -1,4 +1,4 @@
-"""Webhook to workflow submitted on the embedded runtime, against a bare aiohttp floor in the same run.
+"""Webhook to workflow submitted, embedded runtime or JetStream pipeline, against a bare aiohttp floor.
 
 What is measured: ``sluice server`` as a process on a fresh ``SLUICE_HOME`` (a temporary directory in
 ``--state-dir``, by default the home directory, on the filesystem ``~/.sluice`` uses), serving one
@@ -52,19 +52,35 @@ under cProfile (its main thread, where the webhook, the sensor and the engine ru
 writer is a thread of its own) and prints on stderr a per-event breakdown by stage, then the top
 functions. ``--keep`` keeps the homes (server logs, ``state.db``, ``events.db``).
 
-The bus is a :class:`Bus` behind ``--bus``: only ``embedded`` exists; a JetStream bus is another
-subclass (start NATS, point the server at it, read its stream for the commit times and the consumer's
-backlog) with its own targets in ``TARGETS``.
+The bus is a :class:`Bus` behind ``--bus``. ``embedded`` is the above. ``jetstream`` runs the cluster's
+pipeline on this machine (:class:`JetStreamBusRun`): ``nats-server -js`` and the tests' API server
+(kmock, with the CRDs) as processes, the same EventSource and Sensor created in it as custom
+resources, and ``sluice eventsource run`` (the webhook spec port on a free port) and ``sluice sensor
+run`` as processes, as their Deployments run them. No Workflow controller runs: a workflow is
+"submitted" once its custom resource exists. ``intake`` runs the eventsource process alone; ``crash``
+SIGKILLs both event processes and restarts them. Workflows are listed from the API server and mapped
+to their ``n``; their time is when the sensor logged the API server's answer to the create
+(milliseconds), ``to bus`` uses the JetStream message timestamp; ``server CPU`` and ``RSS`` are the
+two event processes', and a line per scenario adds nats-server's and the API server's CPU and the API
+server's requests. Drained means the sensor's durable consumer has nothing pending or unacknowledged
+(asked of nats-server). An "API server floor" (raw POSTs of the same Workflow to a fresh API server,
+at C clients and at 1, since a trigger creates its workflows one after another) shows whether the
+API server is the limit. The sensor's API client is rate-limited (``eventrun.CLIENT_QPS``, one request
+per workflow); ``--sensor-qps`` runs it with another limit, which the header then says is not the
+production setting. Targets: >= 500 accepted events/s, lost = duplicated = 0.
 
-Run: ``.venv/bin/python benchmarks/events.py [--quick] [--duration S] [--concurrency C] [--no-crash]
-[--scenarios floor,intake,steady,crash] [--profile] [--keep] [--state-dir DIR]``.
+Run: ``.venv/bin/python benchmarks/events.py [--bus embedded|jetstream] [--quick] [--duration S]
+[--concurrency C] [--no-crash] [--scenarios floor,intake,steady,crash] [--profile] [--keep]
+[--state-dir DIR] [--sensor-qps Q] [--drain-timeout S]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import calendar
 import contextlib
+import copy
 import os
 import platform
 import shutil
@@ -88,18 +104,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+import nats  # noqa: E402
+import nats.js.errors  # noqa: E402
+import yaml  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 import engine  # noqa: E402
 from engine.cli.client import Client  # noqa: E402
+from engine.runtime.jetstream import DEFAULT_STREAM, JetStreamBus, consumer_id  # noqa: E402
+from engine.runtime.kubernetes.eventrun import CLIENT_BURST, CLIENT_QPS  # noqa: E402
 from engine.runtime.local.eventbus import EventLogReader, events_path  # noqa: E402
 from engine.runtime.local.store import Store  # noqa: E402
+from engine.runtime.sensors import consumer_name  # noqa: E402
+from tests import natsserver  # noqa: E402
+from tests.kubernetes.apiserver import ApiServer  # noqa: E402
 
 SPEC_PORT = "12000"
 ENDPOINT = "/hook"
 SOURCE = "bench"
 SENSOR = "bench"
 WORKFLOW_PREFIX = "ev-"
+TRIGGER = "submit"
+# The cluster pipeline (--bus jetstream): objects in the API server under the CRDs' group.
+NAMESPACE = "default"
+CRD_API_VERSION = "sluice.dev/v1alpha1"
+OURS = f"/apis/{CRD_API_VERSION}/namespaces/{NAMESPACE}"
+# `sluice sensor run` with its API client's rate limit set to argv[1] (--sensor-qps), burst 1.5 x.
+RAISE_QPS = (
+    "import sys; from engine.runtime.kubernetes import eventrun as e; "
+    "e.CLIENT_QPS = float(sys.argv[1]); e.CLIENT_BURST = max(1, int(1.5 * e.CLIENT_QPS)); "
+    "from engine.cli.main import main; sys.exit(main(sys.argv[2:]))"
+)
 
 # Argo Events' published stress-test figures (quoted in the project's issue, not measured here).
 ARGO_EVENTS_PER_S = 56.0
@@ -336,6 +371,13 @@ class Bus:
         live = self.proc.pid if self.procs and self.proc.poll() is None else None
         return self.cpu_of_dead + (proc_cpu(live) if live else 0.0)
 
+    def close(self) -> None:
+        """Stop what the bus runs besides the server (nothing for the embedded bus)."""
+
+    def notes(self, events: int) -> list[str]:
+        """Lines about the bus's own servers for the report, per accepted event."""
+        return []
+
     def backlog(self) -> int:
         """Events on the bus the sensor's consumers have not fetched and acknowledged yet."""
         path = events_path(self.home)
@@ -398,7 +440,356 @@ class EmbeddedBus(Bus):
     name = "embedded"
 
 
-BUSES: dict[str, type[Bus]] = {"embedded": EmbeddedBus}
+def _log_time(line: str) -> float | None:
+    """Epoch seconds of a line the event processes log (``%(asctime)s``: local time, milliseconds)."""
+    try:
+        stamp, ms = line[:23].split(",")
+        return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000
+    except ValueError:
+        return None
+
+
+def _epoch_of_rfc3339(text: str) -> float:
+    try:
+        return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+class JetStreamBusRun(Bus):
+    """The cluster's pipeline on one machine: ``nats-server -js`` and the tests' API server (kmock, with
+    the CRDs) as processes, the EventSource and the Sensor as custom resources in it, and ``sluice
+    eventsource run`` and ``sluice sensor run`` as the processes their Deployments would run.
+
+    ``start`` brings up NATS and the API server the first time, and (re)starts the two event processes
+    once ``configure`` has created the objects; ``kill`` SIGKILLs both event processes. ``procs`` holds
+    every event process started, for the CPU and the final cleanup; ``close`` stops NATS and the API
+    server. No Workflow controller runs: a workflow is "submitted" once its custom resource exists.
+    """
+
+    name = "jetstream"
+    sensor_qps: float | None = None  # --sensor-qps: the sensor's API client limit, raised by hand
+
+    def __init__(self, home: Path, port: int, *, profile: Path | None = None) -> None:
+        super().__init__(home, port, profile=profile)
+        self.nats: natsserver.NatsServer | None = None
+        self.api: ApiServer | None = None
+        self.roles: list[str] = []  # what configure asked for: "sensor" and/or "eventsource"
+        self.live: dict[str, subprocess.Popen[bytes]] = {}
+        self.health: dict[str, int] = {}
+        self.infra_cpu0: dict[str, float] = {}
+        self.roles_started: list[str] = []
+
+    # -- lifecycle --
+
+    def start(self, timeout: float = 60) -> float:
+        t0 = time.perf_counter()
+        if self.nats is None:
+            self.nats = natsserver.start(self.home / "nats")
+            self.api = ApiServer(self.home / "api").start()
+            self.api.apply_crds()
+            return time.perf_counter() - t0
+        for role in self.roles:
+            self._launch(role)
+        for role in self.roles:
+            self._wait_ready(role, timeout)
+        return time.perf_counter() - t0
+
+    def _argv(self, role: str) -> list[str]:
+        assert self.api is not None
+        name = SENSOR if role == "sensor" else SOURCE
+        argv = [role, "run", name, "-n", NAMESPACE, "--kubeconfig", str(self.api.kubeconfig)]
+        if role == "eventsource":
+            argv += ["--webhook-port", f"{SPEC_PORT}={self.port}"]
+        if role == "sensor" and self.sensor_qps is not None:
+            return [sys.executable, "-c", RAISE_QPS, str(self.sensor_qps), *argv]
+        return [sys.executable, "-m", "engine", *argv]
+
+    def _launch(self, role: str) -> None:
+        assert self.nats is not None
+        self.health[role] = free_port()
+        env = self.env()
+        env.pop("KUBECONFIG", None)
+        env.update(
+            SLUICE_EVENTBUS_URL=self.nats.url,
+            SLUICE_HEALTH_PORT=str(self.health[role]),
+            PYTHONUNBUFFERED="1",
+        )
+        log = self.home / f"{role}-{self.roles_started.count(role)}.log"
+        self.roles_started.append(role)
+        with log.open("wb") as out:
+            # Not tied to this process with PR_SET_PDEATHSIG: that follows the starting *thread*, and
+            # the crash scenario restarts from a worker thread that ends with the load. SIGTERM and
+            # errors stop them in run_engine's cleanup.
+            proc = subprocess.Popen(
+                self._argv(role),
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs.append(proc)
+        self.live[role] = proc
+
+    def _wait_ready(self, role: str, timeout: float) -> None:
+        proc = self.live[role]
+        deadline = time.monotonic() + timeout
+        while not wait_port(self.health[role], 0.05, "/readyz"):
+            if proc.poll() is not None:
+                logs = sorted(self.home.glob(f"{role}-*.log"))
+                raise RuntimeError(f"{role} exited with {proc.returncode}: {logs[-1].read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{role} was not ready within {timeout}s")
+
+    def configure(self, *, sensor: bool = True) -> None:
+        """Create the EventSource (and the Sensor) in the API server, start their processes (the
+        sensor first: its consumer starts after the last event on the stream) and wait until ready."""
+        assert self.api is not None and self.nats is not None
+        for pid in (self.nats.process.pid, self._api_pid()):
+            self.infra_cpu0[str(pid)] = proc_cpu(pid)
+        objects = [("eventsources", EVENT_SOURCE)] + ([("sensors", SENSOR_YAML)] if sensor else [])
+        for plural, text in objects:
+            body = yaml.safe_load(text)
+            body["apiVersion"] = CRD_API_VERSION
+            self.api.create(f"{OURS}/{plural}", body)
+        self.roles = (["sensor"] if sensor else []) + ["eventsource"]
+        for role in self.roles:
+            self._launch(role)
+            self._wait_ready(role, 60)
+        if not wait_port(self.port, 30):
+            raise RuntimeError("the webhook port did not open")
+
+    def kill(self) -> None:
+        """SIGKILL the eventsource and the sensor process at once, as a node failure would."""
+        live = [p for p in self.live.values() if p.poll() is None]
+        for proc in live:
+            self.rss_mb = max(self.rss_mb, proc_peak_rss_mb(proc.pid))
+            self.cpu_of_dead += proc_cpu(proc.pid)
+        for proc in live:
+            proc.kill()
+        for proc in live:
+            proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in self.live.values():
+            if proc.poll() is not None:
+                continue
+            self.rss_mb = max(self.rss_mb, proc_peak_rss_mb(proc.pid))
+            self.cpu_of_dead += proc_cpu(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.live.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+
+    def close(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+        if self.nats is not None:
+            natsserver.stop(self.nats)
+
+    def cpu(self) -> float:
+        return self.cpu_of_dead + sum(proc_cpu(p.pid) for p in self.live.values() if p.poll() is None)
+
+    def _api_pid(self) -> int:
+        # ApiServer keeps its process private; the benchmark only reads its CPU time.
+        proc = getattr(self.api, "_process", None)
+        return int(proc.pid) if proc is not None else 0
+
+    def notes(self, events: int) -> list[str]:
+        """NATS' and the API server's CPU per accepted event, and the API server's requests."""
+        if self.nats is None or self.api is None:
+            return []
+        out = []
+        for what, pid in (("nats-server", self.nats.process.pid), ("API server (kmock)", self._api_pid())):
+            used = proc_cpu(pid) - self.infra_cpu0.get(str(pid), 0.0)
+            out.append(f"{what} CPU {used / max(1, events) * 1e3:.3f} ms/event")
+        # kmock logs "METHOD /path?query -> status" per request: those on workflows, by kind.
+        kinds: Counter[str] = Counter()
+        for line in self.api.log_path.open(errors="replace"):
+            method, _, rest = line.partition(" ")
+            path, _, status = rest.partition(" -> ")
+            if not status:
+                continue
+            kinds["all"] += 1
+            if f"{OURS}/workflows" in path:
+                one = path.split("?", 1)[0].rstrip("/") != f"{OURS}/workflows"
+                kinds[f"{method} {'one ' if one else ''}{status.strip()}"] += 1
+        split = ", ".join(f"{k} {v:,}" for k, v in sorted(kinds.items()) if k != "all") or "none"
+        per = kinds["all"] / max(1, events)
+        out.append(f"API server requests {kinds['all']:,} ({per:.2f}/event; on workflows: {split})")
+        return out
+
+    # -- reading the results --
+
+    async def _consumer_backlog(self) -> int:
+        assert self.nats is not None
+        nc = await nats.connect(self.nats.url, connect_timeout=2, allow_reconnect=False)
+        try:
+            durable = consumer_id(consumer_name(NAMESPACE, SENSOR, TRIGGER))
+            try:
+                info = await nc.jetstream().consumer_info(DEFAULT_STREAM, durable)
+            except nats.js.errors.NotFoundError:
+                return -1
+            return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        finally:
+            await nc.close()
+
+    def backlog(self) -> int:
+        """Events the sensor's durable consumer has not had acknowledged: not yet delivered, plus
+        delivered and not acknowledged (those a killed sensor held come back after its ack_wait)."""
+        try:
+            return asyncio.run(self._consumer_backlog())
+        except Exception:  # NATS not answering: not drained
+            return -1
+
+    def published(self) -> dict[int, float]:
+        assert self.nats is not None
+        url = self.nats.url
+
+        async def read() -> dict[int, float]:
+            out: dict[int, float] = {}
+            bus = await JetStreamBus(url).open()
+            try:
+                seq = 1
+                while records := await bus.read(seq, 2_000):
+                    for r in records:
+                        body = (r.event.get("data") or {}).get("body")
+                        if isinstance(body, dict) and isinstance(body.get("n"), int):
+                            out[body["n"]] = r.published_at
+                    seq = records[-1].seq + 1
+            finally:
+                await bus.close()
+            return out
+
+        return asyncio.run(read())
+
+    def _sensor_lines(self) -> list[str]:
+        lines: list[str] = []
+        for log in sorted(self.home.glob("sensor-*.log")):
+            lines += log.read_text(errors="replace").splitlines()
+        return lines
+
+    def trigger_failures(self) -> tuple[int, int]:
+        failed = collided = 0
+        for line in self._sensor_lines():
+            if f"trigger {TRIGGER} failed for events" in line:
+                failed += 1
+                collided += "already exists" in line
+        return failed, collided
+
+    def workflows(self) -> list[tuple[int | None, float, str]]:
+        """(n, created, "") of every Workflow custom resource: created is when the sensor logged the
+        API server's answer to its create (ms), else the object's creationTimestamp (whole seconds)."""
+        assert self.api is not None
+        logged: dict[str, float] = {}
+        for line in self._sensor_lines():
+            if line.endswith(" submitted") and f"trigger {TRIGGER}: workflow/" in line:
+                at = _log_time(line)
+                name = line.rsplit("workflow/", 1)[1].split(" ", 1)[0]
+                if at is not None:
+                    logged.setdefault(name, at)
+        out: list[tuple[int | None, float, str]] = []
+        token = ""
+        while True:
+            query = f"?limit=5000&continue={token}" if token else "?limit=5000"
+            page = self.api.request("GET", f"{OURS}/workflows{query}", timeout=120)
+            for wf in page.get("items") or []:
+                meta = wf.get("metadata") or {}
+                name = str(meta.get("name") or "")
+                if not name.startswith(WORKFLOW_PREFIX):
+                    continue
+                params = ((wf.get("spec") or {}).get("arguments") or {}).get("parameters") or []
+                value = next((p.get("value") for p in params if p.get("name") == "n"), None)
+                try:
+                    n = int(value) if value is not None else None
+                except (TypeError, ValueError):
+                    n = None
+                created = logged.get(name) or _epoch_of_rfc3339(str(meta.get("creationTimestamp")))
+                out.append((n, created, ""))
+            token = str((page.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return out
+
+
+BUSES: dict[str, type[Bus]] = {"embedded": EmbeddedBus, "jetstream": JetStreamBusRun}
+
+
+# ============================================================================================ API floor
+
+
+def workflow_body(name: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Workflow custom resource the sensor creates for one event, under ``name`` (from
+    ``template``, an earlier result, to spare the YAML parse)."""
+    if template is None:
+        sensor = yaml.safe_load(SENSOR_YAML)
+        template = sensor["spec"]["triggers"][0]["template"]["argoWorkflow"]["source"]["resource"]
+    body = copy.deepcopy(template)
+    body["apiVersion"] = CRD_API_VERSION
+    body["metadata"] = {"name": name, "namespace": NAMESPACE}
+    body["spec"]["arguments"]["parameters"][0]["value"] = name
+    return body
+
+
+@dataclass
+class ApiFloor:
+    concurrency: int
+    created: int
+    seconds: float
+    latency: list[float]  # ms
+    cpu: float  # the API server's CPU seconds
+
+    @property
+    def rate(self) -> float:
+        return self.created / self.seconds
+
+
+async def _post_workflows(
+    url: str, concurrency: int, duration: float, prefix: str
+) -> tuple[int, list[float]]:
+    counter = iter(range(1 << 62))
+    template = workflow_body("x")
+    latency: list[float] = []
+    created = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        end = time.perf_counter() + duration
+
+        async def client() -> None:
+            nonlocal created
+            while time.perf_counter() < end:
+                body = workflow_body(f"{prefix}{next(counter)}", template)
+                t0 = time.perf_counter()
+                async with session.post(f"{url}{OURS}/workflows", json=body) as resp:
+                    await resp.read()
+                    if resp.status == 201 or resp.status == 200:
+                        created += 1
+                latency.append((time.perf_counter() - t0) * 1e3)
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    return created, latency
+
+
+def run_api_floor(args: argparse.Namespace) -> list[ApiFloor]:
+    """Raw POSTs of the sensor's Workflow custom resource to a fresh API server (the tests' kmock), at
+    the load's concurrency and at 1 (a trigger creates its workflows one after another)."""
+    home = Path(tempfile.mkdtemp(prefix=".sluice-bench-api-", dir=args.state_dir))
+    api = ApiServer(home / "api").start()
+    try:
+        api.apply_crds()
+        pid = int(getattr(api, "_process").pid)  # noqa: B009 - private to the tests' class
+        out = []
+        for c in sorted({args.concurrency, 1}, reverse=True):
+            cpu0, t0 = proc_cpu(pid), time.perf_counter()
+            made, lat = asyncio.run(
+                _post_workflows(api.url, c, min(args.duration, 5.0), f"{WORKFLOW_PREFIX}c{c}-")
+            )
+            out.append(ApiFloor(c, made, time.perf_counter() - t0, lat, proc_cpu(pid) - cpu0))
+        return out
+    finally:
+        api.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 # ============================================================================================ the floor
@@ -514,6 +905,7 @@ class Result:
     workflows: list[tuple[int | None, float, str]] = field(default_factory=list)
     published: dict[int, float] = field(default_factory=dict)
     failures: tuple[int, int] = (0, 0)  # trigger failures logged, of which name collisions
+    notes: list[str] = field(default_factory=list)  # the bus's own servers (JetStream: NATS, API)
 
     @property
     def runs_sensor(self) -> bool:
@@ -589,15 +981,22 @@ def run_floor(args: argparse.Namespace) -> Result:
     return Result("floor", load, cpu, rss)
 
 
-def drain(bus: Bus, timeout: float) -> tuple[float, bool]:
-    """Wait until the sensor's consumer has acknowledged everything on the bus, twice 0.5 s apart."""
+def drain(bus: Bus, timeout: float, *, stall: float | None = None) -> tuple[float, bool]:
+    """Wait until the sensor's consumer has acknowledged everything on the bus, twice 0.5 s apart.
+    Gives up after ``timeout`` s, or after ``stall`` s in which the backlog did not shrink."""
     t0 = time.perf_counter()
     streak = 0
+    best, progress_at = -1, t0
     while time.perf_counter() - t0 < timeout:
-        streak = streak + 1 if bus.backlog() == 0 else 0
+        left = bus.backlog()
+        streak = streak + 1 if left == 0 else 0
         if streak >= 2:
             return time.perf_counter() - t0 - 0.5, True
-        time.sleep(0.5 if streak else 0.1)
+        if left >= 0 and (best < 0 or left < best):
+            best, progress_at = left, time.perf_counter()
+        if stall is not None and time.perf_counter() - progress_at > stall:
+            break
+        time.sleep(0.5 if streak else 0.1 if stall is None else 0.25)
     return time.perf_counter() - t0, False
 
 
@@ -606,6 +1005,8 @@ def run_engine(args: argparse.Namespace, label: str, *, profile: Path | None = N
     crash = label == "crash"
     home = Path(tempfile.mkdtemp(prefix=".sluice-bench-events-", dir=args.state_dir))
     bus = BUSES[args.bus](home, free_port(), profile=profile)
+    if isinstance(bus, JetStreamBusRun):
+        bus.sensor_qps = args.sensor_qps
     try:
         bus.start()
         bus.configure(sensor=label != "intake")
@@ -618,10 +1019,15 @@ def run_engine(args: argparse.Namespace, label: str, *, profile: Path | None = N
                 crash=bus if crash else None,
             )
         )
-        drain_s, drained = (
-            drain(bus, timeout=max(60.0, 10 * args.duration)) if label != "intake" else (None, True)
-        )
+        drain_s, drained = (None, True)
+        if label != "intake" and args.bus == "jetstream":
+            # A killed sensor's unacknowledged deliveries come back after its ack_wait (60 s): a
+            # stall shorter than that is not the end.
+            drain_s, drained = drain(bus, timeout=args.drain_timeout, stall=120.0)
+        elif label != "intake":
+            drain_s, drained = drain(bus, timeout=max(60.0, 10 * args.duration))
         cpu = bus.cpu() - cpu0
+        notes = bus.notes(sum(1 for s in load.status if 200 <= s < 300))
         bus.stop()
         result = Result(
             label,
@@ -633,12 +1039,14 @@ def run_engine(args: argparse.Namespace, label: str, *, profile: Path | None = N
             workflows=bus.workflows(),
             published=bus.published(),
             failures=bus.trigger_failures(),
+            notes=notes,
         )
     finally:
         for proc in bus.procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=30)
+        bus.close()
         if args.keep:
             print(f"(kept {home})", file=sys.stderr)
         else:
@@ -711,7 +1119,9 @@ def _p(values: list[float]) -> str:
     return f"{pct(values, 0.5):,.1f} / {pct(values, 0.99):,.1f}"
 
 
-def report(args: argparse.Namespace, floor: Result | None, runs: list[Result]) -> None:
+def report(
+    args: argparse.Namespace, floor: Result | None, runs: list[Result], api_floor: list[ApiFloor]
+) -> None:
     target = TARGETS[args.bus]
     head = (
         f"{'scenario':<9}{'sent':>8}{'2xx':>8}{'failed':>7}{'ev/s':>8}{'x floor':>9}{'x Argo':>8}"
@@ -732,10 +1142,31 @@ def report(args: argparse.Namespace, floor: Result | None, runs: list[Result]) -
             f"{r.rate / ARGO_EVENTS_PER_S:>8.1f}{wf:>8}{drain_s:>9}{server:>13}{client:>13}"
             f"{r.rss_mb:>5.0f} MB"
         )
-    print("  (server CPU per accepted event, client CPU per request; RSS: the server's peak)")
+    server = "event process" if args.bus == "jetstream" else "server"
+    print(f"  ({server} CPU per accepted event, client CPU per request; RSS: the largest {server} peak)")
+    for r in runs:
+        if r.notes:
+            print(f"  {r.label}: " + "; ".join(r.notes))
+    if api_floor:
+        print(
+            "\nAPI server floor: raw POSTs of the sensor's Workflow custom resource to a fresh API server"
+            " (the tests' kmock, Python), no event path"
+        )
+        head = f"{'clients':>9}{'created/s':>11}{'p50 / p99 ms':>16}{'API CPU':>14}"
+        print(head)
+        print("-" * len(head))
+        for af in api_floor:
+            print(
+                f"{af.concurrency:>9}{af.rate:>11,.0f}{_p(af.latency):>16}"
+                f"{af.cpu / max(1, af.created) * 1e3:>11.3f} ms"
+            )
+        print(
+            "  (a sensor trigger creates its workflows one after another: the 1-client row is its ceiling"
+            " here, before its own API client limit)"
+        )
 
     print("\nlatency, ms p50 / p99:")
-    head = f"{'scenario':<9}{'answer':>16}{'to bus':>16}{'bus->wf':>20}{'event->wf':>20}{'x Argo p50':>12}"
+    head = f"{'scenario':<9}{'answer':>16}{'to bus':>16}{'bus->wf':>22}{'event->wf':>22}{'x Argo p50':>12}"
     print(head)
     print("-" * len(head))
     if floor is not None:
@@ -745,8 +1176,8 @@ def report(args: argparse.Namespace, floor: Result | None, runs: list[Result]) -
         e2e = lat["event->wf"]
         argo = f"{pct(e2e, 0.5) / ARGO_PROCESSING_MS:.2f}" if e2e else "-"
         print(
-            f"{r.label:<9}{_p(lat['answer']):>16}{_p(lat['to bus']):>16}{_p(lat['bus->wf']):>20}"
-            f"{_p(e2e):>20}{argo:>12}"
+            f"{r.label:<9}{_p(lat['answer']):>16}{_p(lat['to bus']):>16}{_p(lat['bus->wf']):>22}"
+            f"{_p(e2e):>22}{argo:>12}"
         )
 
     sensed = [r for r in runs if r.runs_sensor]
@@ -806,8 +1237,8 @@ def report(args: argparse.Namespace, floor: Result | None, runs: list[Result]) -
         for key in ("lost", "dup"):
             print(f"  {label + ' ' + key:<27} {a[key]:>8,}   == 0       {_verdict(a[key] == 0)}")
     for name, t in TARGETS.items():
-        if name not in BUSES:
-            print(f"  {name}: >= {t.events_per_s:,.0f} events/s - not measured (no `--bus {name}` yet)")
+        if name != args.bus:
+            print(f"  {name}: >= {t.events_per_s:,.0f} events/s - not measured in this run (`--bus {name}`)")
     print(
         f"\nArgo Events' published stress test (quoted, NOT measured in this run): ~{ARGO_EVENTS_PER_S:g}"
         f" events/s, ~{ARGO_PROCESSING_MS:g} ms processing per event."
@@ -823,6 +1254,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=None, help="seconds of load per scenario (20)")
     ap.add_argument("--concurrency", type=int, default=16, help="concurrent HTTP clients (16)")
     ap.add_argument("--bus", choices=sorted(BUSES), default="embedded")
+    ap.add_argument(
+        "--sensor-qps",
+        type=float,
+        default=None,
+        help=f"jetstream: run the sensor with its API client limit at this rate (production: {CLIENT_QPS:g})",
+    )
+    ap.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=1800.0,
+        help="jetstream: give the sensor at most this long to drain after the load (1800 s)",
+    )
     ap.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
@@ -841,6 +1284,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_floor is not None:
         return floor_child(args.child_floor)
     args.duration = args.duration or (5.0 if args.quick else 20.0)
+    # SIGTERM unwinds like an error, so the scenario's cleanup stops the processes it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     scenarios = [x for x in args.scenarios.split(",") if x and not (args.no_crash and x == "crash")]
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
@@ -848,11 +1293,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile and "steady" not in scenarios:
         ap.error("--profile profiles the steady scenario")
 
+    if args.bus == "jetstream" and natsserver.find_binary() is None:
+        ap.error("--bus jetstream needs nats-server (scripts/install-sysdeps.sh installs it)")
+    if args.bus != "jetstream" and args.sensor_qps is not None:
+        ap.error("--sensor-qps is for --bus jetstream")
+    if args.bus == "jetstream" and args.profile:
+        ap.error("--profile profiles `sluice server`: it is for --bus embedded")
+
     load1, load5, _ = os.getloadavg()
     print(
         f"events: webhook -> workflow submitted, {args.bus} bus, {args.concurrency} concurrent clients,"
         f" {args.duration:g} s of load per scenario; engine from {Path(engine.__file__).parent}"
     )
+    if args.bus == "jetstream":
+        limit = (
+            f"raised to {args.sensor_qps:g} by --sensor-qps (NOT the production setting)"
+            if args.sensor_qps is not None
+            else f"{CLIENT_QPS:g} requests/s, burst {CLIENT_BURST} (production, eventrun.CLIENT_QPS)"
+        )
+        print(
+            "cluster pipeline on this machine: `sluice eventsource run` -> nats-server -js -> `sluice sensor"
+            ' run` -> the tests\' API server (kmock);\n"workflow submitted" = the Workflow custom resource'
+            " exists (no Workflow controller runs); the sensor's API client limit: " + limit
+        )
     print(
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, aiohttp {aiohttp.__version__},"
         f" {os.cpu_count()} CPU(s), load {load1:.2f} / {load5:.2f} (1 / 5 min)"
@@ -863,12 +1326,14 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     floor = run_floor(args) if "floor" in scenarios else None
+    sensed = any(x in scenarios for x in ("steady", "crash"))
+    api_floor = run_api_floor(args) if args.bus == "jetstream" and sensed else []
     runs = []
     profile = Path(tempfile.mkdtemp(prefix="sluice-events-prof-")) / "server.prof" if args.profile else None
     for label in ("intake", "steady", "crash"):
         if label in scenarios:
             runs.append(run_engine(args, label, profile=profile if label == "steady" else None))
-    report(args, floor, runs)
+    report(args, floor, runs, api_floor)
     if profile is not None and profile.exists():
         steady = next(r for r in runs if r.label == "steady")
         print_profile(profile, steady.accepted)

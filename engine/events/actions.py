@@ -159,6 +159,30 @@ def _http(h: HTTPTrigger, trigger: CompiledTrigger, firing: Firing) -> HttpActio
     )
 
 
+def merge_patch(live: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: mappings merge, ``null`` removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(live) if isinstance(live, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def deep_merge(live: Any, new: Any) -> Any:
+    """``new`` over ``live``: mappings merge key by key, everything else is overridden (a k8s trigger's
+    ``update``, as Argo merges the new object over the live one)."""
+    if isinstance(live, dict) and isinstance(new, dict):
+        out = dict(live)
+        for key, value in new.items():
+            out[key] = deep_merge(live.get(key), value)
+        return out
+    return copy.deepcopy(new)
+
+
 def plan_action(
     trigger: CompiledTrigger, firing: Firing, *, now: float, namespace: str, loaded: Any = None
 ) -> Action:
@@ -212,6 +236,8 @@ __all__ = [
     "HttpAction",
     "LogAction",
     "ObjectAction",
+    "deep_merge",
+    "merge_patch",
     "plan_action",
     "source_object",
 ]

@@ -75,6 +75,7 @@ from engine.events.actions import (
     ANNOTATION_FIRING,
     ActionError,
     ObjectAction,
+    deep_merge,
     name_suffix,
 )
 from engine.events.sensor import Firing, compile_sensor
@@ -115,7 +116,10 @@ ALL_INTERFACES = "0.0.0.0"
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "sluicegate-sensor"
 # One process acts for one object: the operator's default budget is plenty.
-CLIENT_QPS, CLIENT_BURST = 20.0, 30
+# A sensor makes about one API request per firing; the operator's 20/s would cap it at 20 workflows a
+# second. SLUICE_API_QPS / SLUICE_API_BURST set it, as they do for the operator.
+CLIENT_QPS = float(os.environ.get("SLUICE_API_QPS") or 500.0)
+CLIENT_BURST = int(os.environ.get("SLUICE_API_BURST") or 1000)
 API_WORKERS = 4
 LOOKUP_TIMEOUT = 10.0
 # Connecting to the bus: 1, 2, 4 ... seconds apart, at most this long.
@@ -328,29 +332,6 @@ class _Resources:
 
 
 # ============================================================================================ actions
-
-
-def merge_patch(live: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: mappings merge, ``null`` removes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(live) if isinstance(live, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
-
-
-def deep_merge(live: Any, new: Any) -> Any:
-    """``new`` over ``live``: mappings merge key by key, everything else is overridden (Argo's update)."""
-    if isinstance(live, dict) and isinstance(new, dict):
-        out = dict(live)
-        for key, value in new.items():
-            out[key] = deep_merge(live.get(key), value)
-        return out
-    return copy.deepcopy(new)
 
 
 def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -1248,8 +1229,6 @@ __all__ = [
     "RunOptions",
     "bus_auth",
     "configure_logging",
-    "deep_merge",
-    "merge_patch",
     "parse_health_port",
     "parse_port_map",
     "run_event_source",

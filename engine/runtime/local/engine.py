@@ -176,6 +176,8 @@ class LocalEngine:
         self.executor: LocalExecutor | None = None
         self._memo: dict[str, dict[str, Any]] = {}
         self._closed = False
+        self._configmaps: dict[str, dict[str, dict[str, str]]] = {}
+        self._configmaps_stamp: tuple[int, int] | None = None
         # Mutexes and semaphores are shared by every workflow this engine runs.
         self.locks = LockManager(on_release=self._on_lock_release)
 
@@ -239,10 +241,23 @@ class LocalEngine:
         return source
 
     def configmaps(self, namespace: str) -> dict[str, dict[str, str]]:
-        return {
-            o["metadata"]["name"]: {k: str(v) for k, v in (o.get("data") or {}).items()}
-            for o in self.store.list_objects("ConfigMap", namespace)
-        }
+        """The namespace's ConfigMaps (name -> data), read again only after an object changed.
+
+        Every workflow's reconciler gets them; reading them all per workflow would cost a query and
+        a parse of every ConfigMap for each submission. The returned mapping is shared: read only.
+        """
+        stamp = self.store.objects_stamp()
+        if stamp != self._configmaps_stamp:
+            self._configmaps.clear()
+            self._configmaps_stamp = stamp
+        cached = self._configmaps.get(namespace)
+        if cached is None:
+            cached = {
+                o["metadata"]["name"]: {k: str(v) for k, v in (o.get("data") or {}).items()}
+                for o in self.store.list_objects("ConfigMap", namespace)
+            }
+            self._configmaps[namespace] = cached
+        return cached
 
     # ================================================================ submission
 
@@ -255,15 +270,19 @@ class LocalEngine:
         entrypoint: str | None = None,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
+        validated: bool = False,
     ) -> tuple[Workflow, WorkflowStatus]:
+        """The workflow to run and its first status; ``validated``: ``wf`` is known to pass validation."""
         ns = namespace or wf.metadata.namespace or "default"
         parameters = list(parameters)
         source = self.template_source(ns)
-        validate_workflow(wf, source=source, allow_empty_arguments=bool(parameters))
+        if not validated:
+            validate_workflow(wf, source=source, allow_empty_arguments=bool(parameters))
         for _ in range(20):
             prepared, status = prepare_workflow(
                 wf,
-                name_suffix=name_suffix(),
+                # A named workflow keeps its name: no random suffix to draw.
+                name_suffix="" if wf.metadata.name else name_suffix(),
                 uid=str(uuid.uuid4()),
                 now=self.clock(),
                 namespace=ns,
@@ -295,6 +314,7 @@ class LocalEngine:
         entrypoint: str | None = None,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
+        validated: bool = False,
     ) -> WorkflowRun:
         prepared, status = self.prepare(
             wf,
@@ -303,6 +323,7 @@ class LocalEngine:
             entrypoint=entrypoint,
             labels=labels,
             annotations=annotations,
+            validated=validated,
         )
         meta = prepared.metadata
         assert meta.name and meta.uid and meta.namespace
@@ -471,9 +492,10 @@ class LocalEngine:
                 "activeDeadlineSeconds": c.active_deadline_seconds,
             }
             run.control_dirty = False
-        self.store.save_progress(run.uid, run.status, plan.changed_nodes, control=control)
-        if plan.finished:
-            self.store.set_owner(run.uid, None)
+        # A finished workflow is released (no owner) in the same transaction as its last status.
+        self.store.save_progress(
+            run.uid, run.status, plan.changed_nodes, control=control, release=plan.finished
+        )
 
     # ================================================================ garbage collection
 

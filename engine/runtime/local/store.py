@@ -121,6 +121,8 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open state database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        # Bumped by every object write through this connection; see objects_stamp().
+        self._objects_writes = 0
 
     def _migrate(self) -> None:
         """Move manifests out of the workflows table of a database written before they had their own."""
@@ -186,16 +188,17 @@ class Store:
     ) -> None:
         meta = status.to_dict(include_nodes=False, include_stored=False)
         with self.tx() as db:
-            exists = db.execute(
-                "SELECT 1 FROM workflows WHERE namespace=? AND name=?", (namespace, name)
-            ).fetchone()
-            if exists:
-                raise StateError(f"workflow {name!r} already exists in namespace {namespace!r}")
-            db.execute(
-                "INSERT INTO workflows (uid, namespace, name, phase, status, control, created_at, owner)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                (uid, namespace, name, status.phase, json.dumps(meta), "{}", now, owner),
-            )
+            # The UNIQUE (namespace, name) constraint is the name check: no read before the write.
+            try:
+                db.execute(
+                    "INSERT INTO workflows (uid, namespace, name, phase, status, control, created_at, owner)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (uid, namespace, name, status.phase, json.dumps(meta), "{}", now, owner),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "workflows.namespace" not in str(exc):
+                    raise
+                raise StateError(f"workflow {name!r} already exists in namespace {namespace!r}") from None
             db.execute(
                 "INSERT OR REPLACE INTO manifests (uid, manifest, stored) VALUES (?,?,?)",
                 (uid, json.dumps(manifest), json.dumps(status.stored_templates)),
@@ -208,34 +211,30 @@ class Store:
         changed: Iterable[str],
         *,
         control: dict[str, Any] | None = None,
+        release: bool = False,
     ) -> None:
-        """Write the changed nodes and the workflow's status in one transaction."""
+        """Write the changed nodes and the workflow's status in one transaction.
+
+        ``release`` also clears the owner (the workflow is finished), in the same transaction.
+        """
         meta = status.to_dict(include_nodes=False, include_stored=False)
         rows = []
         for nid in changed:
             node = status.nodes.get(nid)
             if node is not None:
                 rows.append((uid, nid, json.dumps(node.to_dict(), separators=(",", ":"))))
+        sets = "phase=?, message=?, status=?, finished_at=?"
+        args: list[Any] = [status.phase, status.message, json.dumps(meta), status.finished_at]
+        if control is not None:
+            sets += ", control=?"
+            args.append(json.dumps(control))
+        if release:
+            sets += ", owner=NULL"
+        args.append(uid)
         with self.tx() as db:
             if rows:
                 db.executemany("INSERT OR REPLACE INTO nodes (wf_uid, node_id, data) VALUES (?,?,?)", rows)
-            if control is None:
-                db.execute(
-                    "UPDATE workflows SET phase=?, message=?, status=?, finished_at=? WHERE uid=?",
-                    (status.phase, status.message, json.dumps(meta), status.finished_at, uid),
-                )
-            else:
-                db.execute(
-                    "UPDATE workflows SET phase=?, message=?, status=?, finished_at=?, control=? WHERE uid=?",
-                    (
-                        status.phase,
-                        status.message,
-                        json.dumps(meta),
-                        status.finished_at,
-                        json.dumps(control),
-                        uid,
-                    ),
-                )
+            db.execute(f"UPDATE workflows SET {sets} WHERE uid=?", args)
 
     def replace_nodes(self, uid: str, status: WorkflowStatus) -> None:
         """Rewrite every node (after retry resets nodes)."""
@@ -331,8 +330,22 @@ class Store:
 
     # --- objects --------------------------------------------------------------------------------------
 
+    def objects_stamp(self) -> tuple[int, int]:
+        """Changes whenever a stored object may have changed: a cache of objects keyed by it is current.
+
+        This connection's object writes are counted; a commit by any other connection (another
+        process: the CLI applying a ConfigMap) moves SQLite's ``data_version``.
+        """
+        with self._lock:
+            try:
+                version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise StoreError(f"state database error: {exc}") from exc
+            return int(version), self._objects_writes
+
     def put_object(self, kind: str, namespace: str, name: str, data: dict[str, Any]) -> None:
         with self.tx() as db:
+            self._objects_writes += 1
             db.execute(
                 "INSERT OR REPLACE INTO objects (kind, namespace, name, data, updated_at) VALUES (?,?,?,?,?)",
                 (kind, namespace, name, json.dumps(data), time.time()),
@@ -355,6 +368,7 @@ class Store:
 
     def delete_object(self, kind: str, namespace: str, name: str) -> bool:
         with self.tx() as db:
+            self._objects_writes += 1
             cur = db.execute(
                 "DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
             )

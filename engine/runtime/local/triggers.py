@@ -3,6 +3,7 @@
 A Workflow a trigger creates (``k8s`` create of a Workflow, ``argoWorkflow`` submit or submit-from) is
 submitted to the local engine under the name the firing gave it; when a workflow of that name exists
 already and carries the same firing key, the firing was delivered before and nothing more happens.
+A trigger's Workflow whose spec passed validation before (argument values aside) is not validated again.
 Other kinds are objects in the local store (ConfigMaps, WorkflowTemplates, CronWorkflows, anything):
 create, update (deep merge over the live object), patch (JSON merge patch) and delete. The other
 ``argoWorkflow`` operations (resubmit, retry, resume, suspend, terminate, stop) act on the workflow
@@ -11,12 +12,19 @@ the source names. Called by :class:`engine.runtime.sensors.SensorRunner` inside 
 
 from __future__ import annotations
 
-import copy
+import json
 from pathlib import Path
 from typing import Any
 
 from engine.errors import SluiceError, SpecError, StateError
-from engine.events.actions import ANNOTATION_FIRING, ActionError, ObjectAction, name_suffix
+from engine.events.actions import (
+    ANNOTATION_FIRING,
+    ActionError,
+    ObjectAction,
+    deep_merge,
+    merge_patch,
+    name_suffix,
+)
 from engine.events.sensor import Firing
 from engine.runtime.local.engine import LocalEngine, StoreObjects
 from engine.runtime.local.store import CLUSTER
@@ -24,34 +32,45 @@ from engine.spec.events import TriggerTemplate
 from engine.spec.loader import normalise_api_version
 from engine.spec.workflow import API_VERSION, CronWorkflow, Workflow
 
-
-def merge_patch(live: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: mappings merge, ``null`` removes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(live) if isinstance(live, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
+# How many distinct trigger workflow specs are remembered as valid (a sensor has a handful).
+VALID_SPECS_MAX = 256
 
 
-def deep_merge(live: Any, new: Any) -> Any:
-    """``new`` over ``live``: mappings merge key by key, everything else is overridden (Argo's update)."""
-    if isinstance(live, dict) and isinstance(new, dict):
-        out = dict(live)
-        for key, value in new.items():
-            out[key] = deep_merge(live.get(key), value)
-        return out
-    return copy.deepcopy(new)
+def validation_key(obj: dict[str, Any]) -> str | None:
+    """What the validation of the Workflow ``obj`` depends on, as text; None when it is not cacheable.
+
+    A trigger's Workflow differs from one firing to the next in its metadata and in argument values.
+    Validation reads neither metadata nor an argument's value beyond "is it set" and "is it one of its
+    ``enum``", so a string value of a parameter without ``enum`` is masked. A spec that refers to stored
+    templates (``workflowTemplateRef``, ``templateRef``) is never cached: those may change.
+    """
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return None
+    shape = dict(spec)
+    args = spec.get("arguments")
+    if isinstance(args, dict) and isinstance(args.get("parameters"), list):
+        params = []
+        for p in args["parameters"]:
+            if isinstance(p, dict) and isinstance(p.get("value"), str) and "enum" not in p:
+                p = {**p, "value": ""}
+            params.append(p)
+        shape["arguments"] = {**args, "parameters": params}
+    try:
+        text = json.dumps([obj.get("kind"), shape], sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    if '"templateRef"' in text or '"workflowTemplateRef"' in text:
+        return None
+    return text
 
 
 class LocalObjectActions:
     def __init__(self, engine: LocalEngine) -> None:
         self.engine = engine
         self.store = engine.store
+        # Validation keys (see validation_key) of trigger Workflows that passed validation.
+        self._valid_specs: set[str] = set()
 
     def load_source(self, template: TriggerTemplate, namespace: str) -> Any:
         spec = template.k8s or template.argo_workflow
@@ -87,17 +106,39 @@ class LocalObjectActions:
             raise ActionError(f"the trigger's Workflow is invalid: {exc.one_line()}") from None
         namespace = wf.metadata.namespace or "default"
         name = wf.metadata.name or ""
-        existing = self.store.get_workflow(namespace, name)
-        if existing is not None:
-            annotations = (existing.manifest.get("metadata") or {}).get("annotations") or {}
-            if annotations.get(ANNOTATION_FIRING) == firing.key:
-                return f"workflow/{name} was already submitted for this firing"
-            raise ActionError(f"workflow {name!r} already exists in namespace {namespace!r}")
+        # The store's name constraint makes the insert the check: the existing workflow is read only
+        # when the submission fails, to tell a redelivered firing from a name taken by another one.
+        key = validation_key(obj)
         try:
-            run = await self.engine.submit(wf, namespace=namespace)
+            run = await self.engine.submit(wf, namespace=namespace, validated=key in self._valid_specs)
         except SpecError as exc:
+            done = self._submitted_before(namespace, name, firing)
+            if done is not None:
+                return done
             raise ActionError(f"the trigger's Workflow is invalid: {exc.one_line()}") from None
+        except StateError:
+            done = self._submitted_before(namespace, name, firing)
+            if done is not None:
+                return done
+            raise
+        if key is not None:
+            if len(self._valid_specs) >= VALID_SPECS_MAX:
+                self._valid_specs.clear()
+            self._valid_specs.add(key)
         return f"workflow/{run.name} submitted"
+
+    def _submitted_before(self, namespace: str, name: str, firing: Firing) -> str | None:
+        """What to answer when a workflow named ``name`` exists: this firing made it, or ActionError.
+
+        None when there is no such workflow (the submission failed for another reason).
+        """
+        existing = self.store.get_workflow(namespace, name) if name else None
+        if existing is None:
+            return None
+        annotations = (existing.manifest.get("metadata") or {}).get("annotations") or {}
+        if annotations.get(ANNOTATION_FIRING) == firing.key:
+            return f"workflow/{name} was already submitted for this firing"
+        raise ActionError(f"workflow {name!r} already exists in namespace {namespace!r}")
 
     async def _workflow_operation(self, operation: str, obj: dict[str, Any], firing: Firing) -> str:
         meta = obj.get("metadata") or {}
@@ -186,4 +227,4 @@ class LocalObjectActions:
         return f"{kind.lower()}/{name} patched"
 
 
-__all__ = ["LocalObjectActions", "deep_merge", "merge_patch"]
+__all__ = ["LocalObjectActions"]
