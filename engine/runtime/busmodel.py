@@ -12,8 +12,15 @@ the three parts apart, so names that contain dots cannot be confused there.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from engine.errors import Problem, SpecError
+
+# How both buses write JSON: compact, UTF-8 as is, and no NaN (not JSON).
+JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def subject_key(namespace: str, event_source: str, event_name: str) -> str:
@@ -99,3 +106,37 @@ class KVUpdate:
     bucket: str
     key: str
     value: dict[str, Any] | None
+
+
+def encode_event(namespace: str, event: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """Check the attributes every bus reads and serialize the event: (source, subject, id, JSON text).
+
+    Raises SpecError listing every problem (an empty namespace or attribute, data that is not JSON).
+    """
+    problems: list[Problem] = []
+    if not isinstance(namespace, str) or not namespace:
+        problems.append(Problem("namespace", "must be a non-empty string"))
+    if not isinstance(event, Mapping):
+        raise SpecError([Problem("event", f"must be a mapping, not {type(event).__name__}")])
+    for attr in ("id", "source", "subject"):
+        value = event.get(attr)
+        if not isinstance(value, str) or not value:
+            problems.append(Problem(f"event.{attr}", "must be a non-empty string"))
+    try:
+        text = JSON_ENCODER.encode(dict(event))
+    except (TypeError, ValueError) as exc:
+        problems.append(Problem("event", f"is not JSON-serializable: {exc}"))
+        text = ""
+    if problems:
+        raise SpecError(problems)
+    return event["source"], event["subject"], event["id"], text
+
+
+def check_consumer(name: str, filters: Sequence[SubjectFilter], ack_wait: float) -> None:
+    """The arguments every bus's ``consumer`` refuses, as SpecError."""
+    if not name:
+        raise SpecError([Problem("consumer", "name must not be empty")])
+    if not filters:
+        raise SpecError([Problem("consumer.filters", "at least one filter is required")])
+    if ack_wait <= 0:
+        raise SpecError([Problem("consumer.ackWait", "must be positive")])

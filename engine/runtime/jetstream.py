@@ -107,7 +107,16 @@ from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from engine.errors import Problem, ReferenceError_, SpecError, StoreError
-from engine.runtime.busmodel import BusRecord, ConsumerInfo, Delivery, KVUpdate, SubjectFilter
+from engine.runtime.busmodel import (
+    JSON_ENCODER,
+    BusRecord,
+    ConsumerInfo,
+    Delivery,
+    KVUpdate,
+    SubjectFilter,
+    check_consumer,
+    encode_event,
+)
 
 if TYPE_CHECKING:
     from engine.runtime.base import EventBus
@@ -122,7 +131,7 @@ DEFAULT_DUPLICATES_WINDOW = 300.0
 DEFAULT_MAX_EVENT_BYTES = 1 << 20  # NATS' default max_payload
 DESCRIPTION_LIMIT = 4096  # nats-server refuses longer consumer descriptions
 
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_JSON = JSON_ENCODER
 _NAME_OK = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STREAM_NAME_OK = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _KV_KEEP = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_/")
@@ -209,24 +218,9 @@ def _filters_from_json(raw: Any) -> tuple[SubjectFilter, ...]:
 
 
 def _encode_event(namespace: str, event: Mapping[str, Any]) -> tuple[str, str, str, bytes]:
-    """Check the attributes the bus reads and serialize the event: (source, subject, id, JSON)."""
-    problems: list[Problem] = []
-    if not isinstance(namespace, str) or not namespace:
-        problems.append(Problem("namespace", "must be a non-empty string"))
-    if not isinstance(event, Mapping):
-        raise SpecError([Problem("event", f"must be a mapping, not {type(event).__name__}")])
-    for attr in ("id", "source", "subject"):
-        value = event.get(attr)
-        if not isinstance(value, str) or not value:
-            problems.append(Problem(f"event.{attr}", "must be a non-empty string"))
-    try:
-        data = _JSON.encode(dict(event)).encode()
-    except (TypeError, ValueError) as exc:
-        problems.append(Problem("event", f"is not JSON-serializable: {exc}"))
-        data = b""
-    if problems:
-        raise SpecError(problems)
-    return event["source"], event["subject"], event["id"], data
+    """:func:`encode_event`, the JSON as bytes."""
+    source, subject, event_id, text = encode_event(namespace, event)
+    return source, subject, event_id, text.encode()
 
 
 def _encode_value(bucket: str, key: str, value: Mapping[str, Any]) -> bytes:
@@ -544,12 +538,7 @@ class JetStreamBus:
         deliver_all: bool = False,
         ack_wait: float = 30.0,
     ) -> ConsumerInfo:
-        if not name:
-            raise SpecError([Problem("consumer", "name must not be empty")])
-        if not filters:
-            raise SpecError([Problem("consumer.filters", "at least one filter is required")])
-        if ack_wait <= 0:
-            raise SpecError([Problem("consumer.ackWait", "must be positive")])
+        check_consumer(name, filters, ack_wait)
         filters = tuple(filters)
         durable = consumer_id(name)
         subject = self._filter_subject(covering_filter(filters))

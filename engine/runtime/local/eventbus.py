@@ -73,7 +73,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import Problem, ReferenceError_, SpecError, StateError, StoreError
-from engine.runtime.busmodel import BusRecord, ConsumerInfo, Delivery, KVUpdate, SubjectFilter
+from engine.runtime.busmodel import (
+    JSON_ENCODER,
+    BusRecord,
+    ConsumerInfo,
+    Delivery,
+    KVUpdate,
+    SubjectFilter,
+    check_consumer,
+    encode_event,
+)
 
 if TYPE_CHECKING:
     from engine.runtime.base import EventBus
@@ -122,7 +131,7 @@ DEFAULT_MAX_EVENT_BYTES = 1 << 20  # NATS' default max_payload
 MAX_BATCH = 2000  # operations per transaction: bounds how long one commit keeps later callers waiting
 COMPACT_CHUNK = 5000  # events removed per transaction, so publishes interleave with a large compaction
 
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_JSON = JSON_ENCODER
 
 
 def events_path(home: Path) -> Path:
@@ -162,27 +171,12 @@ def _filters_from_json(text: str) -> tuple[SubjectFilter, ...]:
 
 
 def _encode_event(namespace: str, event: Mapping[str, Any], max_bytes: int) -> tuple[str, str, str, str]:
-    """Check the attributes the bus reads and serialize the event: (source, subject, id, JSON)."""
-    problems: list[Problem] = []
-    if not isinstance(namespace, str) or not namespace:
-        problems.append(Problem("namespace", "must be a non-empty string"))
-    if not isinstance(event, Mapping):
-        raise SpecError([Problem("event", f"must be a mapping, not {type(event).__name__}")])
-    for attr in ("id", "source", "subject"):
-        value = event.get(attr)
-        if not isinstance(value, str) or not value:
-            problems.append(Problem(f"event.{attr}", "must be a non-empty string"))
-    try:
-        text = _JSON.encode(dict(event))
-    except (TypeError, ValueError) as exc:
-        problems.append(Problem("event", f"is not JSON-serializable: {exc}"))
-        text = ""
+    """:func:`encode_event`, and no more than ``max_bytes`` of JSON."""
+    source, subject, event_id, text = encode_event(namespace, event)
     # A character is at most 4 bytes in UTF-8: only long texts need encoding to be measured.
     if len(text) > max_bytes // 4 and (size := len(text.encode())) > max_bytes:
-        problems.append(Problem("event", f"is {size} bytes, more than the bus takes ({max_bytes})"))
-    if problems:
-        raise SpecError(problems)
-    return event["source"], event["subject"], event["id"], text
+        raise SpecError([Problem("event", f"is {size} bytes, more than the bus takes ({max_bytes})")])
+    return source, subject, event_id, text
 
 
 def _take_lock(path: Path) -> int:
@@ -688,12 +682,7 @@ class LocalEventBus:
         deliver_all: bool = False,
         ack_wait: float = 30.0,
     ) -> ConsumerInfo:
-        if not name:
-            raise SpecError([Problem("consumer", "name must not be empty")])
-        if not filters:
-            raise SpecError([Problem("consumer.filters", "at least one filter is required")])
-        if ack_wait <= 0:
-            raise SpecError([Problem("consumer.ackWait", "must be positive")])
+        check_consumer(name, filters, ack_wait)
         op = partial(self._op_consumer, name, tuple(filters), float(ack_wait), deliver_all)
         info: ConsumerInfo = await self._submit(op)
         return info
