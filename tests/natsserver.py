@@ -4,8 +4,8 @@ The ``nats_server`` fixture starts one per test, on a free loopback port with it
 temporary directory, waits until its monitoring endpoint reports JetStream ready, and stops it
 afterwards; a server starts in a few tens of milliseconds, so tests share no streams, consumers or
 buckets. :meth:`NatsServer.restart` stops it gracefully and starts it again on the same port and
-store, as a server pod restarting does. Used by ``tests/runtime_jetstream`` (import the fixture into
-a conftest) and by ``benchmarks/jetstream_bus.py`` (:func:`start`, :func:`stop`).
+store, as a server pod restarting does. Used by ``tests/runtime_jetstream`` and ``tests/buses``
+(import the fixture into a conftest) and by ``benchmarks/jetstream_bus.py`` (:func:`start`, :func:`stop`).
 
 Without the binary the fixture first runs ``scripts/install-sysdeps.sh`` (which installs it with
 apt when it can); if it is still missing, the tests are skipped with that reason printed.

@@ -1,9 +1,13 @@
-"""Shared fixtures for the events tests: the Argo Events example corpus."""
+"""Shared fixtures and data for the events tests: the Argo Events example corpus, a webhook CloudEvent.
+
+Used by the tests under ``tests/events`` and by ``tests/runtime_local/test_sensor_runner.py``.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,3 +24,17 @@ def events_corpus() -> Path:
         print(why)
         pytest.skip(why)
     return corpus
+
+
+def webhook_event(n: int) -> dict[str, Any]:
+    """Event ``n`` of webhook source ``webhook``, event ``example``: id ``evt-N``, body ``{"n": N}``."""
+    return {
+        "specversion": "1.0",
+        "id": f"evt-{n}",
+        "source": "webhook",
+        "type": "webhook",
+        "subject": "example",
+        "time": "2027-01-15T10:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {"body": {"n": n}},
+    }

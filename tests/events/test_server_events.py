@@ -13,15 +13,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from engine.events.actions import ANNOTATION_EVENT_IDS
 from engine.runtime.local.store import Store
-from tests.cli.support import ServerProcess, cli, write
+from tests.cli.support import ServerProcess, cli, wait_for, write
 from tests.s3server import ACCESS_KEY, BUCKET, SECRET_KEY, MotoS3, moto_server, s3
 
 __all__ = ["moto_server", "s3"]  # the fixtures, for pytest
@@ -36,65 +38,76 @@ spec:
     other: {port: "12000", endpoint: /other, method: POST}
 """
 
-BUILD_SENSOR = """
-apiVersion: argoproj.io/v1alpha1
-kind: Sensor
-metadata: {name: build}
-spec:
-  dependencies:
-  - name: push
-    eventSourceName: webhook
-    eventName: example
-    filters:
-      data:
-      - {path: body.ref, type: string, value: ["^refs/heads/main$"]}
-  triggers:
-  - template:
-      name: start-build
-      argoWorkflow:
-        operation: submit
-        source:
-          resource:
-            apiVersion: argoproj.io/v1alpha1
-            kind: Workflow
-            metadata: {generateName: build-}
-            spec:
-              entrypoint: main
-              arguments: {parameters: [{name: commit}]}
-              templates:
-              - name: main
-                inputs: {parameters: [{name: commit}]}
-                container: {image: busybox, command: [echo, "{{inputs.parameters.commit}}"]}
-        parameters:
-        - src: {dependencyName: push, dataKey: body.commit}
-          dest: spec.arguments.parameters.0.value
-"""
 
-PAIR_SENSOR = """
-apiVersion: argoproj.io/v1alpha1
-kind: Sensor
-metadata: {name: pair}
-spec:
-  dependencies:
-  - {name: a, eventSourceName: webhook, eventName: example}
-  - {name: b, eventSourceName: webhook, eventName: other}
-  triggers:
-  - template:
-      name: both
-      conditions: a && b
-      k8s:
-        operation: create
-        source:
-          resource:
-            apiVersion: argoproj.io/v1alpha1
-            kind: Workflow
-            metadata: {generateName: pair-}
-            spec:
-              entrypoint: main
-              templates:
-              - name: main
-                container: {image: busybox, command: [echo, pair]}
-"""
+def echo_workflow(prefix: str, param: str | None) -> dict[str, Any]:
+    """A one-step Workflow named after ``prefix`` that echoes its parameter ``param`` (or the prefix)."""
+    main: dict[str, Any] = {
+        "name": "main",
+        "container": {"image": "busybox", "command": ["echo", f"{{{{inputs.parameters.{param}}}}}"]},
+    }
+    spec: dict[str, Any] = {"entrypoint": "main", "templates": [main]}
+    if param is None:
+        main["container"]["command"] = ["echo", prefix.rstrip("-")]
+    else:
+        main["inputs"] = {"parameters": [{"name": param}]}
+        spec["arguments"] = {"parameters": [{"name": param}]}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"generateName": prefix},
+        "spec": spec,
+    }
+
+
+def workflow_sensor(
+    name: str,
+    trigger: str,
+    kind: str,
+    prefix: str,
+    *dependencies: dict[str, Any],
+    param: tuple[str, str] | None = None,
+    **template: Any,
+) -> dict[str, Any]:
+    """A Sensor on ``dependencies`` whose trigger ``trigger`` (of ``kind``: k8s or argoWorkflow) starts an
+    :func:`echo_workflow` named ``prefix``...; ``param`` = (parameter, dataKey) fills its parameter from
+    the first dependency's event; ``template`` adds keys to the trigger template (``conditions``) or to
+    its ``kind`` section (``operation``)."""
+    action: dict[str, Any] = {"source": {"resource": echo_workflow(prefix, param and param[0])}}
+    if "operation" in template:
+        action["operation"] = template.pop("operation")
+    if param is not None:
+        src = {"dependencyName": dependencies[0]["name"], "dataKey": param[1]}
+        action["parameters"] = [{"src": src, "dest": "spec.arguments.parameters.0.value"}]
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Sensor",
+        "metadata": {"name": name},
+        "spec": {
+            "dependencies": list(dependencies),
+            "triggers": [{"template": {"name": trigger, **template, kind: action}}],
+        },
+    }
+
+
+def dependency(name: str, source: str, event: str, **more: Any) -> dict[str, Any]:
+    return {"name": name, "eventSourceName": source, "eventName": event, **more}
+
+
+ONLY_MAIN = {"data": [{"path": "body.ref", "type": "string", "value": ["^refs/heads/main$"]}]}
+PUSH_TO_MAIN = dependency("push", "webhook", "example", filters=ONLY_MAIN)
+BUILD_SENSOR = workflow_sensor(
+    "build",
+    "start-build",
+    "argoWorkflow",
+    "build-",
+    PUSH_TO_MAIN,
+    param=("commit", "body.commit"),
+    operation="submit",
+)
+A_AND_B = (dependency("a", "webhook", "example"), dependency("b", "webhook", "other"))
+PAIR_SENSOR = workflow_sensor(
+    "pair", "both", "k8s", "pair-", *A_AND_B, conditions="a && b", operation="create"
+)
 
 
 def free_port() -> int:
@@ -103,95 +116,119 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class EventsServer:
+    """A running ``sluice server``, the loopback port its webhook port 12000 is bound to, and a folder
+    for the manifests a test applies."""
+
+    srv: ServerProcess
+    port: int
+    manifests: Path
+
+    @property
+    def home(self) -> Path:
+        return self.srv.home
+
+    def apply(self, name: str, manifest: str | dict[str, Any]) -> None:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest, sort_keys=False)
+        res = cli("apply", str(write(self.manifests, name, text)), home=self.home)
+        assert res.returncode == 0, res.stderr
+
+    def post(self, path: str, body: Any, *, method: str = "POST") -> tuple[int, str]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    def accept(self, path: str, body: Any) -> None:
+        """POST ``body`` to the webhook, which must take it."""
+        assert self.post(path, body) == (200, "success")
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
+        try:
+            return wait_for(check, timeout=timeout, interval=0.1, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nserver log:\n{self.srv.output()}") from None
+
+    def workflows(self, prefix: str) -> list[Any]:
+        store = Store(self.home)
+        try:
+            return [r for r in store.list_workflows() if r.name.startswith(prefix)]
+        finally:
+            store.close()
+
+    def the_one_workflow(self, prefix: str, *, settle: float) -> Any:
+        """Wait for a workflow named ``prefix``..., give the server ``settle`` seconds to (wrongly) start
+        another, and return it, the only one."""
+        row = self.wait_for(f"a {prefix}... workflow", lambda: self.workflows(prefix))[0]
+        time.sleep(settle)
+        assert [r.name for r in self.workflows(prefix)] == [row.name]
+        return row
+
+
 @pytest.fixture
-def events_server(tmp_path: Path) -> Iterator[tuple[ServerProcess, int]]:
-    home = tmp_path / "home"
-    port = free_port()
-    srv = ServerProcess(home, extra_args=("--no-cron", "--webhook-port", f"12000={port}"))
-    srv.start()
+def start_server(tmp_path: Path) -> Iterator[Callable[..., EventsServer]]:
+    """Starts ``sluice server`` (with these extra arguments) on a fresh home; killed after the test."""
+    started: list[EventsServer] = []
+
+    def start(*extra_args: str) -> EventsServer:
+        port = free_port()
+        args = ("--no-cron", "--webhook-port", f"12000={port}", *extra_args)
+        server = EventsServer(ServerProcess(tmp_path / "home", extra_args=args), port, tmp_path)
+        started.append(server)
+        server.srv.start()
+        return server
+
     try:
-        yield srv, port
+        yield start
     finally:
-        srv.kill()
+        for server in started:
+            server.srv.kill()
 
 
-def post(port: int, path: str, body: Any, *, method: str = "POST") -> tuple[int, str]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
+@pytest.fixture
+def events_server(start_server: Callable[..., EventsServer]) -> EventsServer:
+    return start_server()
 
 
-def wait_for(
-    what: str, check: Callable[[], Any], timeout: float = 30, srv: ServerProcess | None = None
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}" + (f"\nserver log:\n{srv.output()}" if srv else ""))
-
-
-def workflows(home: Path, prefix: str) -> list[Any]:
-    store = Store(home)
-    try:
-        return [r for r in store.list_workflows() if r.name.startswith(prefix)]
-    finally:
-        store.close()
-
-
-def apply(home: Path, tmp_path: Path, name: str, text: str) -> None:
-    res = cli("apply", str(write(tmp_path, name, text)), home=home)
-    assert res.returncode == 0, res.stderr
-
-
-def test_webhook_event_starts_a_workflow_with_its_payload_as_parameter(
-    events_server: tuple[ServerProcess, int], tmp_path: Path
-) -> None:
-    srv, port = events_server
-    apply(srv.home, tmp_path, "webhook.yaml", WEBHOOK)
-    apply(srv.home, tmp_path, "sensor.yaml", BUILD_SENSOR)
-    assert post(port, "/example", {"ref": "refs/heads/feature", "commit": "skip"}) == (200, "success")
-    assert post(port, "/example", {"ref": "refs/heads/main", "commit": "abc123 $(id) {{x}}"}) == (
-        200,
-        "success",
-    )
+def test_webhook_event_starts_a_workflow_with_its_payload_as_parameter(events_server: EventsServer) -> None:
+    server = events_server
+    server.apply("webhook.yaml", WEBHOOK)
+    server.apply("sensor.yaml", BUILD_SENSOR)
+    server.accept("/example", {"ref": "refs/heads/feature", "commit": "skip"})
+    server.accept("/example", {"ref": "refs/heads/main", "commit": "abc123 $(id) {{x}}"})
 
     def finished() -> Any:
-        rows = workflows(srv.home, "build-")
+        rows = server.workflows("build-")
         return rows if rows and all(r.phase in ("Succeeded", "Failed", "Error") for r in rows) else None
 
-    rows = wait_for("the build workflow to finish", finished, srv=srv)
+    rows = server.wait_for("the build workflow to finish", finished)
     assert len(rows) == 1, [r.name for r in rows]
     (row,) = rows
     assert row.phase == "Succeeded"
     params = row.manifest["spec"]["arguments"]["parameters"]
     assert params == [{"name": "commit", "value": "abc123 $(id) {{x}}"}]
     assert row.manifest["metadata"]["annotations"][ANNOTATION_EVENT_IDS]
-    res = cli("events", "tail", "--source", "webhook", home=srv.home)
+    res = cli("events", "tail", "--source", "webhook", home=server.home)
     tailed = [json.loads(line) for line in res.stdout.splitlines()]
     assert [e["data"]["body"]["ref"] for e in tailed] == ["refs/heads/feature", "refs/heads/main"]
 
 
-def test_bad_requests_get_4xx_and_never_reach_the_bus(
-    events_server: tuple[ServerProcess, int], tmp_path: Path
-) -> None:
-    srv, port = events_server
-    apply(srv.home, tmp_path, "webhook.yaml", WEBHOOK)
-    assert post(port, "/example", {"ok": 1}, method="PUT")[0] == 400
-    assert post(port, "/nowhere", {"ok": 1})[0] == 404
+def test_bad_requests_get_4xx_and_never_reach_the_bus(events_server: EventsServer) -> None:
+    server = events_server
+    server.apply("webhook.yaml", WEBHOOK)
+    assert server.post("/example", {"ok": 1}, method="PUT")[0] == 400
+    assert server.post("/nowhere", {"ok": 1})[0] == 404
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/example",
+        f"http://127.0.0.1:{server.port}/example",
         data=b"{not json",
         method="POST",
         headers={"Content-Type": "application/json"},
@@ -199,28 +236,24 @@ def test_bad_requests_get_4xx_and_never_reach_the_bus(
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=10)
     assert err.value.code == 400
-    assert post(port, "/health", None, method="GET") == (200, "OK")
-    assert cli("events", "tail", home=srv.home).stdout == ""
+    assert server.post("/health", None, method="GET") == (200, "OK")
+    assert cli("events", "tail", home=server.home).stdout == ""
 
 
-def test_partial_condition_state_survives_a_server_crash(
-    events_server: tuple[ServerProcess, int], tmp_path: Path
-) -> None:
-    srv, port = events_server
-    apply(srv.home, tmp_path, "webhook.yaml", WEBHOOK)
-    apply(srv.home, tmp_path, "sensor.yaml", PAIR_SENSOR)
-    assert post(port, "/example", {"n": 1}) == (200, "success")
-    assert post(port, "/example", {"n": 2}) == (200, "success")
+def test_partial_condition_state_survives_a_server_crash(events_server: EventsServer) -> None:
+    server = events_server
+    server.apply("webhook.yaml", WEBHOOK)
+    server.apply("sensor.yaml", PAIR_SENSOR)
+    server.accept("/example", {"n": 1})
+    server.accept("/example", {"n": 2})
     time.sleep(1.0)  # the sensor consumes and stores its state
-    assert workflows(srv.home, "pair-") == []
-    srv.kill()
-    srv.start()
-    assert post(port, "/other", {"n": 3}) == (200, "success")
-    row = wait_for("the pair workflow", lambda: workflows(srv.home, "pair-"), srv=srv)[0]
+    assert server.workflows("pair-") == []
+    server.srv.kill()
+    server.srv.start()
+    server.accept("/other", {"n": 3})
+    row = server.the_one_workflow("pair-", settle=1.0)
     events = row.manifest["metadata"]["annotations"][ANNOTATION_EVENT_IDS].split(",")
     assert len(events) == 2
-    time.sleep(1.0)
-    assert len(workflows(srv.home, "pair-")) == 1
 
 
 class _Flaky(BaseHTTPRequestHandler):
@@ -238,10 +271,8 @@ class _Flaky(BaseHTTPRequestHandler):
         pass
 
 
-def test_http_trigger_retries_until_the_endpoint_accepts(
-    events_server: tuple[ServerProcess, int], tmp_path: Path
-) -> None:
-    srv, port = events_server
+def test_http_trigger_retries_until_the_endpoint_accepts(events_server: EventsServer) -> None:
+    server = events_server
     target = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     _Flaky.calls = []
     threading.Thread(target=target.serve_forever, daemon=True).start()
@@ -266,10 +297,10 @@ spec:
     policy: {{status: {{allow: [200]}}}}
     atLeastOnce: true
 """
-        apply(srv.home, tmp_path, "webhook.yaml", WEBHOOK)
-        apply(srv.home, tmp_path, "sensor.yaml", sensor)
-        assert post(port, "/example", {"who": "ada"}) == (200, "success")
-        wait_for("three calls", lambda: len(_Flaky.calls) >= 3, srv=srv)
+        server.apply("webhook.yaml", WEBHOOK)
+        server.apply("sensor.yaml", sensor)
+        server.accept("/example", {"who": "ada"})
+        server.wait_for("three calls", lambda: len(_Flaky.calls) >= 3)
         time.sleep(0.5)
         assert _Flaky.calls == [b'{"who":"ada"}'] * 3
     finally:
@@ -285,55 +316,33 @@ spec:
     tick: {interval: 1s}
 """
 
-TICK_SENSOR = """
-apiVersion: argoproj.io/v1alpha1
-kind: Sensor
-metadata: {name: on-tick}
-spec:
-  dependencies:
-  - {name: tick, eventSourceName: clock, eventName: tick}
-  triggers:
-  - template:
-      name: report
-      k8s:
-        source:
-          resource:
-            apiVersion: argoproj.io/v1alpha1
-            kind: Workflow
-            metadata: {generateName: report-}
-            spec:
-              entrypoint: main
-              arguments: {parameters: [{name: at}]}
-              templates:
-              - name: main
-                inputs: {parameters: [{name: at}]}
-                container: {image: busybox, command: [echo, "{{inputs.parameters.at}}"]}
-        parameters:
-        - src: {dependencyName: tick, dataKey: eventTime}
-          dest: spec.arguments.parameters.0.value
-"""
+TICK = dependency("tick", "clock", "tick")
+TICK_SENSOR = workflow_sensor("on-tick", "report", "k8s", "report-", TICK, param=("at", "eventTime"))
 
 
-def test_calendar_interval_starts_a_workflow_per_tick(
-    events_server: tuple[ServerProcess, int], tmp_path: Path
-) -> None:
-    srv, _ = events_server
-    apply(srv.home, tmp_path, "sensor.yaml", TICK_SENSOR)
-    apply(srv.home, tmp_path, "calendar.yaml", CALENDAR)
-    rows = wait_for("two report workflows", lambda: len(workflows(srv.home, "report-")) >= 2, srv=srv)
+def test_calendar_interval_starts_a_workflow_per_tick(events_server: EventsServer) -> None:
+    server = events_server
+    server.apply("sensor.yaml", TICK_SENSOR)
+    server.apply("calendar.yaml", CALENDAR)
+    rows = server.wait_for("two report workflows", lambda: len(server.workflows("report-")) >= 2)
     assert rows
-    times = {
-        r.manifest["spec"]["arguments"]["parameters"][0]["value"] for r in workflows(srv.home, "report-")
-    }
-    assert len(times) == len(workflows(srv.home, "report-")), "each tick starts its own workflow"
+    reports = server.workflows("report-")
+    times = {r.manifest["spec"]["arguments"]["parameters"][0]["value"] for r in reports}
+    assert len(times) == len(reports), "each tick starts its own workflow"
     assert all(t.endswith("+0000 UTC") for t in times), times
 
 
-def test_object_landing_in_a_bucket_starts_a_workflow(tmp_path: Path, s3: MotoS3) -> None:
-    home = tmp_path / "home"
-    srv = ServerProcess(home, extra_args=("--no-cron", "--s3-poll-interval", "0.5")).start()
-    try:
-        source = f"""
+NEW_FILE = dependency("file", "minio", "example")
+INGEST_SENSOR = workflow_sensor(
+    "ingest", "process", "argoWorkflow", "ingest-", NEW_FILE, param=("key", "notification.0.s3.object.key")
+)
+
+
+def test_object_landing_in_a_bucket_starts_a_workflow(
+    start_server: Callable[..., EventsServer], s3: MotoS3
+) -> None:
+    server = start_server("--s3-poll-interval", "0.5")
+    source = f"""
 apiVersion: argoproj.io/v1alpha1
 kind: EventSource
 metadata: {{name: minio}}
@@ -348,53 +357,22 @@ spec:
       accessKey: {{name: s3-creds, key: accesskey}}
       secretKey: {{name: s3-creds, key: secretkey}}
 """
-        sensor = """
-apiVersion: argoproj.io/v1alpha1
-kind: Sensor
-metadata: {name: ingest}
-spec:
-  dependencies:
-  - {name: file, eventSourceName: minio, eventName: example}
-  triggers:
-  - template:
-      name: process
-      argoWorkflow:
-        source:
-          resource:
-            apiVersion: argoproj.io/v1alpha1
-            kind: Workflow
-            metadata: {generateName: ingest-}
-            spec:
-              entrypoint: main
-              arguments: {parameters: [{name: key}]}
-              templates:
-              - name: main
-                inputs: {parameters: [{name: key}]}
-                container: {image: busybox, command: [echo, "{{inputs.parameters.key}}"]}
-        parameters:
-        - src: {dependencyName: file, dataKey: notification.0.s3.object.key}
-          dest: spec.arguments.parameters.0.value
-"""
-        res = cli(
-            "secret",
-            "create",
-            "s3-creds",
-            "--from-literal",
-            f"accesskey={ACCESS_KEY}",
-            "--from-literal",
-            f"secretkey={SECRET_KEY}",
-            home=home,
-        )
-        assert res.returncode == 0, res.stderr
-        apply(home, tmp_path, "sensor.yaml", sensor)
-        apply(home, tmp_path, "minio.yaml", source)
-        time.sleep(2.0)  # the first listing is the starting point: what is already there is not news
-        client = s3.client()
-        client.put_object(Bucket=BUCKET, Key="incoming/skip.txt", Body=b"x")
-        client.put_object(Bucket=BUCKET, Key="incoming/day-1.csv", Body=b"a,b\n")
-        row = wait_for("the ingest workflow", lambda: workflows(home, "ingest-"), srv=srv)[0]
-        assert row.manifest["spec"]["arguments"]["parameters"][0]["value"] == "incoming/day-1.csv"
-        time.sleep(1.5)
-        assert len(workflows(home, "ingest-")) == 1
-    finally:
-        srv.kill()
+    res = cli(
+        "secret",
+        "create",
+        "s3-creds",
+        "--from-literal",
+        f"accesskey={ACCESS_KEY}",
+        "--from-literal",
+        f"secretkey={SECRET_KEY}",
+        home=server.home,
+    )
+    assert res.returncode == 0, res.stderr
+    server.apply("sensor.yaml", INGEST_SENSOR)
+    server.apply("minio.yaml", source)
+    time.sleep(2.0)  # the first listing is the starting point: what is already there is not news
+    client = s3.client()
+    client.put_object(Bucket=BUCKET, Key="incoming/skip.txt", Body=b"x")
+    client.put_object(Bucket=BUCKET, Key="incoming/day-1.csv", Body=b"a,b\n")
+    row = server.the_one_workflow("ingest-", settle=1.5)
+    assert row.manifest["spec"]["arguments"]["parameters"][0]["value"] == "incoming/day-1.csv"

@@ -1,14 +1,14 @@
 """Fixtures for the JetStream event bus tests: a fresh ``nats-server -js`` per test (tests/natsserver.py)
-and a way to open buses on it inside the test's event loop."""
+and a way to open buses on it inside the test's event loop (tests/buses/support.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
 from engine.runtime.jetstream import JetStreamBus
+from tests.buses.support import JetStreamBackend
 from tests.natsserver import NatsServer, nats_binary, nats_server
 
 __all__ = ["nats_binary", "nats_server"]
@@ -19,9 +19,4 @@ OpenBus = Callable[..., Awaitable[JetStreamBus]]
 @pytest.fixture
 def open_bus(nats_server: NatsServer) -> OpenBus:
     """``await open_bus(**options)``: a JetStreamBus on this test's server, opened in the running loop."""
-
-    async def opener(**options: Any) -> JetStreamBus:
-        options.setdefault("connect_timeout", 5.0)
-        return await JetStreamBus(nats_server.url, **options).open()
-
-    return opener
+    return JetStreamBackend(nats_server).open

@@ -1,0 +1,1 @@
+"""The event bus contract (engine.runtime.base.EventBus), run against the embedded and the JetStream bus."""
