@@ -86,16 +86,20 @@ def name_suffix(key: str, length: int = 10) -> str:
     return "".join(out)
 
 
-def _template(trigger: CompiledTrigger, firing: Firing) -> TriggerTemplate:
+def trigger_template(trigger: CompiledTrigger, firing: Firing) -> TriggerTemplate:
+    """The trigger's template with the trigger-level parameters of ``firing`` applied (they may set the
+    source's location too). Raises ActionError when they cannot be."""
     tpl = trigger.spec.template
     assert tpl is not None
     if not trigger.spec.parameters:
         return tpl
-    raw = apply_all(tpl.dump(), trigger.spec.parameters, firing.events)
     try:
+        raw = apply_all(tpl.dump(), trigger.spec.parameters, firing.events)
         return TriggerTemplate.parse(raw, "template")
     except SpecError as exc:
         raise ActionError(f"trigger parameters made the template invalid: {exc.one_line()}") from None
+    except ExprError as exc:
+        raise ActionError(str(exc)) from None
 
 
 def source_object(tpl: TriggerTemplate, loaded: Any = None) -> dict[str, Any]:
@@ -184,19 +188,28 @@ def deep_merge(live: Any, new: Any) -> Any:
 
 
 def plan_action(
-    trigger: CompiledTrigger, firing: Firing, *, now: float, namespace: str, loaded: Any = None
+    trigger: CompiledTrigger,
+    firing: Firing,
+    *,
+    now: float,
+    namespace: str,
+    loaded: Any = None,
+    template: TriggerTemplate | None = None,
 ) -> Action:
-    """The action ``firing`` asks for. Raises ActionError when it cannot be built."""
+    """The action ``firing`` asks for; ``template``: :func:`trigger_template` of it, when the caller
+    has it already (to fetch the source it names). Raises ActionError when it cannot be built."""
     try:
-        return _plan(trigger, firing, now=now, namespace=namespace, loaded=loaded)
+        tpl = template if template is not None else trigger_template(trigger, firing)
+        return _plan(tpl, trigger, firing, now=now, namespace=namespace, loaded=loaded)
     except ActionError:
         raise
     except ExprError as exc:  # a parameter without a value, a template that fails on this data
         raise ActionError(str(exc)) from None
 
 
-def _plan(trigger: CompiledTrigger, firing: Firing, *, now: float, namespace: str, loaded: Any) -> Action:
-    tpl = _template(trigger, firing)
+def _plan(
+    tpl: TriggerTemplate, trigger: CompiledTrigger, firing: Firing, *, now: float, namespace: str, loaded: Any
+) -> Action:
     if tpl.http is not None:
         return _http(tpl.http, trigger, firing)
     if tpl.log is not None:
@@ -240,4 +253,5 @@ __all__ = [
     "merge_patch",
     "plan_action",
     "source_object",
+    "trigger_template",
 ]

@@ -6,11 +6,17 @@ time zones, filter expressions, regexes and time windows, trigger ``conditions``
 dependencies, trigger sources, operations, parameters, retry and rate-limit settings. Misplaced keys
 that Argo ignores come back as warnings. Called by ``sluice lint``/``eventsource create``/``sensor create``,
 by the server before it starts a source or sensor, and by the operator.
+
+The ``s3`` and ``git`` trigger sources parse as plain JSON; :func:`s3_trigger_source` and
+:func:`git_trigger_source` read them into typed form (:class:`~engine.spec.events.S3EventSource`, which
+is Argo's S3Artifact, and :class:`GitArtifact`) for this validation and for the loader that fetches
+them (``engine.runtime.triggersource``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine import expr
@@ -30,10 +36,14 @@ from engine.spec.events import (
     EventBus,
     EventDependency,
     EventSource,
+    S3EventSource,
+    SecretKeySelector,
     Sensor,
     Trigger,
     TriggerParameter,
+    URLArtifact,
 )
+from engine.spec.fields import JSON, Model, model
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 LOGICAL_OPERATORS = ("", "and", "or")
@@ -59,7 +69,10 @@ WORKFLOW_OPERATIONS = (
     "terminate",
     "stop",
 )
-TRIGGER_SOURCES = ("resource", "inline", "configmap", "file")
+TRIGGER_SOURCES = ("resource", "inline", "configmap", "file", "url", "s3", "git")
+# Transports a git trigger source may use: no ssh (keys are not supported) and no ``ext::`` (it runs
+# commands).
+GIT_SCHEMES = ("https://", "http://", "git://", "file://")
 RATE_UNITS = ("", "Second", "Minute", "Hour")
 S3_EVENT_PREFIXES = ("s3:ObjectCreated:", "s3:ObjectRemoved:")
 MAX_PAYLOAD_SIZE = 64 * 1024 * 1024
@@ -244,17 +257,136 @@ def _parameters(params: Iterable[TriggerParameter], deps: set[str], base: str, o
             out.append(Problem(f"{path}.operation", "must be overwrite, append or prepend"))
 
 
+@model
+class GitCreds(Model):
+    """Basic-auth credentials of a git trigger source, each a key of a Secret in the Sensor's namespace."""
+
+    username: SecretKeySelector | None = None
+    password: SecretKeySelector | None = None
+
+
+@model
+class GitArtifact(Model):
+    """A ``git`` trigger source: the file ``file_path`` of the repository at ``url``, at one branch, tag
+    or ref (the repository's default branch without any). ``clone_directory`` is accepted and not used
+    (the repository is fetched into a temporary directory); ``insecure_ignore_host_key`` only concerns
+    SSH, which is not supported, nor are ``ssh_key_secret``, ``github_app`` and ``remote``."""
+
+    url: str
+    file_path: str
+    clone_directory: str | None = None
+    creds: GitCreds | None = None
+    ssh_key_secret: SecretKeySelector | None = None
+    github_app: JSON | None = None
+    branch: str | None = None
+    tag: str | None = None
+    ref: str | None = None
+    remote: JSON | None = None
+    insecure_ignore_host_key: bool | None = None
+
+    def revision(self) -> str:
+        """What to fetch: the ref as given, ``refs/tags/TAG``, ``refs/heads/BRANCH`` (that precedence,
+        as Argo's), or ``HEAD``."""
+        if self.ref:
+            return self.ref
+        if self.tag:
+            return f"refs/tags/{self.tag}"
+        return f"refs/heads/{self.branch}" if self.branch else "HEAD"
+
+
+def s3_trigger_source(raw: Any, path: str = "s3") -> S3EventSource:
+    """The ``s3`` trigger source ``raw`` (Argo's S3Artifact) in typed form; SpecError naming each field
+    that is wrong under ``path``. ``events``, ``filter`` and ``metadata`` mean nothing here and are
+    ignored, as Argo does."""
+    spec = S3EventSource.parse(raw, path)
+    out: list[Problem] = []
+    if not spec.bucket.name:
+        out.append(Problem(f"{path}.bucket.name", "required"))
+    if not spec.bucket.key:
+        out.append(Problem(f"{path}.bucket.key", "required: the key of the object that holds the resource"))
+    if spec.endpoint is not None and ("://" in spec.endpoint or "/" in spec.endpoint or not spec.endpoint):
+        out.append(
+            Problem(f"{path}.endpoint", "give host[:port] without a scheme or path (insecure: true for http)")
+        )
+    if (spec.access_key is None) != (spec.secret_key is None):
+        out.append(Problem(path, "accessKey and secretKey go together"))
+    for key, selector in (("accessKey", spec.access_key), ("secretKey", spec.secret_key)):
+        if selector is not None and not selector.name:
+            out.append(Problem(f"{path}.{key}.name", "required"))
+    if spec.ca_certificate is not None:
+        out.append(Problem(f"{path}.caCertificate", "unsupported: a custom certificate authority"))
+    if out:
+        raise SpecError(out)
+    return spec
+
+
+def git_trigger_source(raw: Any, path: str = "git") -> GitArtifact:
+    """The ``git`` trigger source ``raw`` in typed form; SpecError naming each field that is wrong under
+    ``path`` (an SSH URL or key, a GitHub App and ``remote`` are "unsupported")."""
+    spec = GitArtifact.parse(raw, path)
+    out: list[Problem] = []
+    url = spec.url
+    if url.startswith("ssh://") or (not url.startswith(GIT_SCHEMES) and "@" in url.split(":", 1)[0]):
+        out.append(Problem(f"{path}.url", "unsupported: SSH repositories; use an https URL (with creds)"))
+    elif not url.startswith(GIT_SCHEMES):
+        out.append(Problem(f"{path}.url", f"must start with {', '.join(GIT_SCHEMES)}, not {url!r}"))
+    for key, value, what in (
+        ("sshKeySecret", spec.ssh_key_secret, "SSH keys; use an https URL with creds"),
+        ("githubApp", spec.github_app, "GitHub App credentials; use creds with a token as the password"),
+        ("remote", spec.remote, "remote; give the repository in url"),
+    ):
+        if value is not None:
+            out.append(Problem(f"{path}.{key}", f"unsupported: {what}"))
+    if spec.creds is not None:
+        for key in ("username", "password"):
+            selector = getattr(spec.creds, key)
+            if selector is None or not selector.name:
+                out.append(Problem(f"{path}.creds.{key}", "required: a Secret's name and key"))
+        if url.startswith(GIT_SCHEMES) and not url.startswith(("https://", "http://")):
+            out.append(Problem(f"{path}.creds", "credentials go with an http(s) URL"))
+    parts = spec.file_path.strip("/").split("/")
+    if not spec.file_path.strip("/") or any(p in ("", ".", "..") for p in parts):
+        out.append(
+            Problem(f"{path}.filePath", f"must be a path inside the repository, not {spec.file_path!r}")
+        )
+    revisions = [(k, v) for k, v in (("branch", spec.branch), ("tag", spec.tag), ("ref", spec.ref)) if v]
+    if len(revisions) > 1:
+        out.append(
+            Problem(path, f"set one of branch, tag and ref, not {' and '.join(k for k, _ in revisions)}")
+        )
+    for key, value in revisions:
+        if value.startswith("-") or any(c.isspace() or c in ":~^?*[\\" for c in value) or ".." in value:
+            out.append(Problem(f"{path}.{key}", f"not a valid git {key}: {value!r}"))
+    if out:
+        raise SpecError(out)
+    return spec
+
+
 def _source(location: ArtifactLocation | None, base: str, out: list[Problem]) -> None:
     kind = location.kind() if location else None
-    if kind is None:
-        out.append(Problem(f"{base}.source", "needs a resource (or inline, configmap, file)"))
-    elif kind not in TRIGGER_SOURCES:
-        supported = ", ".join(TRIGGER_SOURCES)
-        out.append(
-            Problem(f"{base}.source.{kind}", f"unsupported trigger source {kind!r} (supported: {supported})")
-        )
-    elif kind == "resource" and not isinstance(location.resource if location else None, dict):
-        out.append(Problem(f"{base}.source.resource", "must be a mapping (a Kubernetes object)"))
+    if location is None or kind is None:
+        out.append(Problem(f"{base}.source", f"needs one of {', '.join(TRIGGER_SOURCES)}"))
+        return
+    path = f"{base}.source.{kind}"
+    if kind == "resource" and not isinstance(location.resource, dict):
+        out.append(Problem(path, "must be a mapping (a Kubernetes object)"))
+    elif location.configmap is not None and not location.configmap.name:
+        out.append(Problem(f"{path}.name", "required"))
+    elif location.url is not None:
+        _url_source(location.url, path, out)
+    elif location.s3 is not None or location.git is not None:
+        try:
+            if location.s3 is not None:
+                s3_trigger_source(location.s3, path)
+            else:
+                git_trigger_source(location.git, path)
+        except SpecError as exc:
+            out.extend(exc.problems)
+
+
+def _url_source(url: URLArtifact, path: str, out: list[Problem]) -> None:
+    if not url.path.startswith(("http://", "https://")):
+        out.append(Problem(f"{path}.path", f"must be an http:// or https:// URL, not {url.path!r}"))
 
 
 def _backoff(b: Backoff | None, base: str, out: list[Problem]) -> None:
@@ -416,8 +548,12 @@ def validate_event_object(obj: EventSource | Sensor | EventBus) -> list[Problem]
 
 
 __all__ = [
+    "GitArtifact",
+    "GitCreds",
     "event_bus_problems",
     "event_source_problems",
+    "git_trigger_source",
+    "s3_trigger_source",
     "sensor_problems",
     "validate_event_object",
 ]

@@ -6,8 +6,9 @@ action runs before the batch is acknowledged, and the acknowledgement carries th
 (one transaction on the embedded bus; on JetStream the state is written first, then the acks). A
 crash before the state is stored redelivers the batch against the old state, which yields the same
 firings with the same keys; after it, the new state already lists the events as consumed, so their
-redelivery is a duplicate. Actions are idempotent by the firing key (a Workflow is
-created under a name derived from it), so each firing acts once. Argo acknowledges before acting unless
+redelivery is a duplicate. Object actions are idempotent by the firing key (a Workflow is created
+under a name derived from it), so each firing creates its object once; an HTTP action cut off by a
+crash is sent again. Argo acknowledges before acting unless
 ``atLeastOnce`` is set; here the acknowledgement always follows the action, and ``atLeastOnce`` only
 decides what a failed action does afterwards (with it, ``dlqTrigger`` runs; without, it is logged).
 
@@ -30,7 +31,14 @@ from typing import Any, Protocol
 import aiohttp
 
 from engine.errors import ExprError, SluiceError
-from engine.events.actions import ActionError, HttpAction, LogAction, ObjectAction, plan_action
+from engine.events.actions import (
+    ActionError,
+    HttpAction,
+    LogAction,
+    ObjectAction,
+    plan_action,
+    trigger_template,
+)
 from engine.events.model import Event
 from engine.events.sensor import (
     CompiledTrigger,
@@ -57,8 +65,9 @@ RATE_UNITS = {"Second": 1.0, "Minute": 60.0, "Hour": 3600.0}
 class ObjectActions(Protocol):
     """A runtime's side of ``k8s`` and ``argoWorkflow`` triggers."""
 
-    def load_source(self, template: TriggerTemplate, namespace: str) -> Any:
-        """The text of a ``configmap`` or ``file`` trigger source (None for inline/resource sources)."""
+    async def fetch_source(self, template: TriggerTemplate, namespace: str) -> Any:
+        """The text of a trigger source kept outside the Sensor (``configmap``, ``file``, ``url``, ``s3``,
+        ``git``); None for ``resource``/``inline`` sources. Network fetches must not block the loop."""
         ...
 
     async def run(self, action: ObjectAction, firing: Firing) -> str:
@@ -287,10 +296,15 @@ class SensorRunner:
             if tt.limiter is not None:
                 await tt.limiter.take()
             try:
-                assert compiled.spec.template is not None
-                loaded = self.objects.load_source(compiled.spec.template, self.namespace)
+                template = trigger_template(compiled, firing)
+                loaded = await self.objects.fetch_source(template, self.namespace)
                 action = plan_action(
-                    compiled, firing, now=self.now(), namespace=self.namespace, loaded=loaded
+                    compiled,
+                    firing,
+                    now=self.now(),
+                    namespace=self.namespace,
+                    loaded=loaded,
+                    template=template,
                 )
                 done = await self._run(action, firing)
             except ActionError as exc:

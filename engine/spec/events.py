@@ -305,10 +305,17 @@ class TriggerParameter(Model):
 
 @model
 class URLArtifact(Model):
-    KEYS: ClassVar[dict[str, str]] = {"verify_cert": "verifycert"}
+    # The API field is verifyCert; manifests also spell it verifycert (the API server's JSON decoding
+    # matches keys case-insensitively), so both keys are read.
+    KEYS: ClassVar[dict[str, str]] = {"verify_cert_lower": "verifycert"}
 
     path: str
     verify_cert: bool | None = None
+    verify_cert_lower: bool | None = None
+
+    def verifies(self) -> bool | None:
+        """The ``verifyCert`` setting, whichever spelling gave it (None when unset)."""
+        return self.verify_cert if self.verify_cert is not None else self.verify_cert_lower
 
 
 @model

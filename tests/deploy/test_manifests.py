@@ -406,7 +406,12 @@ def test_the_final_stage_installs_the_wheel_without_compiler_or_cache() -> None:
     assert len(stages) >= 2
     runs = " ".join(args for op, args in stages[-1] if op == "RUN")
     assert "pip install" in runs and "--no-cache-dir" in runs and ".whl" in runs
-    assert not any(tool in runs.split() for tool in ("gcc", "cc", "build-essential", "apt-get"))
+    assert not any(tool in runs.split() for tool in ("gcc", "cc", "build-essential", "libc6-dev"))
+    # The one system package of the final image is git (trigger sources in git repositories), with no
+    # recommended packages and no package lists left behind.
+    installs = [r for op, r in stages[-1] if op == "RUN" and "apt-get install" in r]
+    assert [i.split("--no-install-recommends", 1)[1].split("&&")[0].split() for i in installs] == [["git"]]
+    assert all("rm -rf /var/lib/apt/lists/*" in i for i in installs)
     copies = [args for op, args in stages[-1] if op == "COPY"]
     assert any(c.split()[-1] == "/usr/local/bin/sluice-run" and "--from=" in c for c in copies)
 

@@ -29,9 +29,9 @@ SOURCE_TYPE_OF = {
     "storage-grid": "storageGrid",
 }
 # How many sensor files of the corpus the engine runs; a change here is a change in scope. Besides
-# unsupported source and trigger types, these are rejected: trigger sources fetched from s3/git/url,
-# Lua script filters and jq/Lua transforms.
-IN_SCOPE = 35
+# unsupported source and trigger types, these are rejected: git trigger sources over SSH or with GitHub
+# App credentials, Lua script filters and jq/Lua transforms.
+IN_SCOPE = 39
 
 
 def sensors(corpus: Path) -> list[tuple[str, Sensor]]:
@@ -78,8 +78,28 @@ def test_corpus_sensors_in_scope_validate_and_the_rest_are_rejected_as_unsupport
             valid.append(name)
     print(f"{len(valid)} corpus sensors validate; {len(rejected)} are rejected as unsupported")
     assert len(valid) == IN_SCOPE, valid
-    for expected in ("webhook.yaml", "calendar.yaml", "minio.yaml", "http-trigger.yaml", "log.yaml"):
+    for expected in (
+        "webhook.yaml",
+        "calendar.yaml",
+        "minio.yaml",
+        "http-trigger.yaml",
+        "log.yaml",
+        "url-sensor.yaml",
+        "multi-trigger-sensor.yaml",
+    ):
         assert expected in valid
+
+
+def test_corpus_git_trigger_source_with_basic_auth_validates_and_ssh_and_github_app_are_unsupported(
+    events_corpus: Path,
+) -> None:
+    (doc,) = load_file(events_corpus / "sensors" / "trigger-source-git.yaml")
+    errors, _ = sensor_problems(doc.obj)
+    assert [(p.path, p.message.split(":")[0]) for p in errors] == [
+        ("spec.triggers[1].template.k8s.source.git.url", "unsupported"),
+        ("spec.triggers[1].template.k8s.source.git.sshKeySecret", "unsupported"),
+        ("spec.triggers[2].template.k8s.source.git.githubApp", "unsupported"),
+    ]
 
 
 @pytest.mark.parametrize("name", ["webhook.yaml", "calendar.yaml", "minio.yaml"])

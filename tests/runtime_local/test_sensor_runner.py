@@ -13,6 +13,7 @@ from engine.runtime.local.eventbus import LocalEventBus
 from engine.runtime.local.triggers import LocalObjectActions
 from engine.runtime.sensors import SensorRunner
 from engine.spec.events import Sensor, TriggerTemplate
+from tests.events.conftest import webhook_event
 
 SENSOR = {
     "apiVersion": "sluice.dev/v1alpha1",
@@ -49,19 +50,6 @@ SENSOR = {
 }
 
 
-def event(n: int) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": f"evt-{n}",
-        "source": "webhook",
-        "type": "webhook",
-        "subject": "example",
-        "time": "2027-01-15T10:00:00Z",
-        "datacontenttype": "application/json",
-        "data": {"body": {"n": n}},
-    }
-
-
 class CrashingActions:
     """Runs the real local actions, then "crashes" (never returns) the first time: no ack follows."""
 
@@ -71,8 +59,8 @@ class CrashingActions:
         self.results: list[str] = []
         self.crashed = asyncio.Event()
 
-    def load_source(self, template: TriggerTemplate, namespace: str) -> Any:
-        return self.inner.load_source(template, namespace)
+    async def fetch_source(self, template: TriggerTemplate, namespace: str) -> Any:
+        return await self.inner.fetch_source(template, namespace)
 
     async def run(self, action: ObjectAction, firing: Firing) -> str:
         self.keys.append(firing.key)
@@ -93,7 +81,7 @@ def test_a_firing_redelivered_after_a_crash_creates_its_workflow_once(tmp_path: 
         lookup = StoreObjects(eng.store)
         first = SensorRunner(namespace="default", sensor=sensor, bus=bus, objects=actions, lookup=lookup)
         await first.start()
-        await bus.publish("default", event(1))
+        await bus.publish("default", webhook_event(1))
         await asyncio.wait_for(actions.crashed.wait(), 20)
         await first.stop()
         await bus.close()
@@ -105,7 +93,7 @@ def test_a_firing_redelivered_after_a_crash_creates_its_workflow_once(tmp_path: 
             if len(actions.keys) >= 2:
                 break
             await asyncio.sleep(0.05)
-        await bus.publish("default", event(2))
+        await bus.publish("default", webhook_event(2))
         for _ in range(200):
             if len(actions.keys) >= 3:
                 break

@@ -45,7 +45,9 @@ Tests and hand runs: ``SLUICE_WEBHOOK_PORTS`` (``SPEC_PORT=PORT`` pairs separate
 server --webhook-port`` does.
 
 Lookups of ConfigMaps and Secrets (trigger sources, secure headers, webhook and S3 secrets) are single
-GETs made when needed, through the synchronous ports the sources and the runner call.
+GETs made when needed, through the synchronous ports the sources and the runner call. A trigger's
+source (ConfigMap key, file, URL, S3 object, file of a git repository) is read by
+:mod:`engine.runtime.triggersource`.
 """
 
 from __future__ import annotations
@@ -63,7 +65,6 @@ import signal
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
@@ -99,6 +100,7 @@ from engine.runtime.kubernetes.api import (
 from engine.runtime.kubernetes.controller import ANNOTATION_RESUME, ANNOTATION_RETRY
 from engine.runtime.kubernetes.pods import LABEL_INSTANCE
 from engine.runtime.sensors import SensorRunner, consumer_name, state_bucket
+from engine.runtime.triggersource import TriggerSources
 from engine.spec.crd import GROUP, KINDS, VERSION
 from engine.spec.events import EventSource, Sensor, TriggerTemplate
 from engine.spec.loader import normalise_api_version
@@ -395,26 +397,17 @@ class ClusterObjectActions:
         self.namespace = namespace
         self.instance_id = instance_id
         self.resources = _Resources(api)
+        self.sources = TriggerSources(lookup)
 
     # -- sources --
 
     def load_source(self, template: TriggerTemplate, namespace: str) -> Any:
-        spec = template.k8s or template.argo_workflow
-        location = spec.source if spec else None
-        if location is None:
-            return None
-        if location.configmap is not None:
-            ref = location.configmap
-            data = self.lookup.configmap(namespace, ref.name or "")
-            if data is None or ref.key not in data:
-                raise SluiceError(f"trigger source: key {ref.key!r} of config map {ref.name!r} not found")
-            return data[ref.key]
-        if location.file is not None:
-            try:
-                return Path(location.file.path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SluiceError(f"trigger source: cannot read {location.file.path}: {exc}") from exc
-        return None
+        """The text of the trigger's source (:class:`engine.runtime.triggersource.TriggerSources`)."""
+        return self.sources.load(template, namespace)
+
+    async def fetch_source(self, template: TriggerTemplate, namespace: str) -> Any:
+        """:meth:`load_source` for the event loop: url/s3/git fetches run in a worker thread."""
+        return await self.sources.fetch(template, namespace)
 
     # -- dispatch --
 
@@ -947,6 +940,50 @@ async def _stop(
         await hosted.stop()
 
 
+async def _run_object(
+    kind: str,
+    name: str,
+    namespace: str,
+    bus_url: str | None,
+    host: Callable[[Any, JSON, EventBus, _Cluster, RunOptions], _Hosted],
+    *,
+    options: RunOptions | None,
+    stopping: asyncio.Event | None,
+) -> int:
+    """Read the ``kind`` object (Sensor or EventSource) ``namespace/name``, connect to the bus, and
+    serve what ``host`` makes of it until stopped. Raises SpecError for an invalid object, SluiceError
+    for a missing one."""
+    plural = f"{kind.lower()}s"
+    opts, url = _checked(options or RunOptions(), bus_url)
+    cluster = _Cluster(opts)
+    try:
+        raw = await cluster.read(plural, kind, namespace, name)
+        if raw is None:
+            raise SluiceError(f"{kind} {name!r} not found in namespace {namespace!r}")
+        obj = _parse(kind, raw, namespace, name)
+        bus = open_bus(
+            url, client_name=f"sluice-{kind.lower()}-{namespace}-{name}", credentials=opts.credentials
+        )
+        try:
+            hosted = host(obj, raw, bus, cluster, opts)
+        except SpecError as exc:
+            raise exc.with_file(f"{kind} {namespace}/{name}") from None
+        return await _serve(
+            hosted,
+            cluster=cluster,
+            bus=bus,
+            plural=plural,
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            raw=raw,
+            options=opts,
+            stopping=stopping or asyncio.Event(),
+        )
+    finally:
+        cluster.close()
+
+
 # ---------------------------------------------------------------------------------------- a Sensor
 
 
@@ -1034,29 +1071,11 @@ async def run_sensor(
 ) -> int:
     """``sluice sensor run NAME -n NAMESPACE``: run one Sensor of the cluster until SIGTERM (or
     ``stopping``). Raises SpecError for an invalid Sensor, SluiceError for a missing one."""
-    opts, url = _checked(options or RunOptions(), bus_url)
-    cluster = _Cluster(opts)
-    try:
-        raw = await cluster.read("sensors", "Sensor", namespace, name)
-        if raw is None:
-            raise SluiceError(f"Sensor {name!r} not found in namespace {namespace!r}")
-        sensor = _parse("Sensor", raw, namespace, name)
-        bus = open_bus(url, client_name=f"sluice-sensor-{namespace}-{name}", credentials=opts.credentials)
-        hosted = _SensorHost(namespace, sensor, raw, bus=bus, cluster=cluster)
-        return await _serve(
-            hosted,
-            cluster=cluster,
-            bus=bus,
-            plural="sensors",
-            kind="Sensor",
-            namespace=namespace,
-            name=name,
-            raw=raw,
-            options=opts,
-            stopping=stopping or asyncio.Event(),
-        )
-    finally:
-        cluster.close()
+
+    def host(sensor: Any, raw: JSON, bus: EventBus, cluster: _Cluster, _options: RunOptions) -> _Hosted:
+        return _SensorHost(namespace, sensor, raw, bus=bus, cluster=cluster)
+
+    return await _run_object("Sensor", name, namespace, bus_url, host, options=options, stopping=stopping)
 
 
 # ---------------------------------------------------------------------------------------- an EventSource
@@ -1191,34 +1210,13 @@ async def run_event_source(
 ) -> int:
     """``sluice eventsource run NAME -n NAMESPACE``: run one EventSource of the cluster until SIGTERM
     (or ``stopping``). Raises SpecError for an invalid EventSource, SluiceError for a missing one."""
-    opts, url = _checked(options or RunOptions(), bus_url)
-    cluster = _Cluster(opts)
-    try:
-        raw = await cluster.read("eventsources", "EventSource", namespace, name)
-        if raw is None:
-            raise SluiceError(f"EventSource {name!r} not found in namespace {namespace!r}")
-        source = _parse("EventSource", raw, namespace, name)
-        bus = open_bus(
-            url, client_name=f"sluice-eventsource-{namespace}-{name}", credentials=opts.credentials
-        )
-        try:
-            hosted = _SourceHost(namespace, source, bus=bus, cluster=cluster, options=opts)
-        except SpecError as exc:
-            raise exc.with_file(f"EventSource {namespace}/{name}") from None
-        return await _serve(
-            hosted,
-            cluster=cluster,
-            bus=bus,
-            plural="eventsources",
-            kind="EventSource",
-            namespace=namespace,
-            name=name,
-            raw=raw,
-            options=opts,
-            stopping=stopping or asyncio.Event(),
-        )
-    finally:
-        cluster.close()
+
+    def host(source: Any, _raw: JSON, bus: EventBus, cluster: _Cluster, opts: RunOptions) -> _Hosted:
+        return _SourceHost(namespace, source, bus=bus, cluster=cluster, options=opts)
+
+    return await _run_object(
+        "EventSource", name, namespace, bus_url, host, options=options, stopping=stopping
+    )
 
 
 __all__ = [

@@ -12,11 +12,11 @@ the source names. Called by :class:`engine.runtime.sensors.SensorRunner` inside 
 
 from __future__ import annotations
 
+import functools
 import json
-from pathlib import Path
 from typing import Any
 
-from engine.errors import SluiceError, SpecError, StateError
+from engine.errors import SpecError, StateError
 from engine.events.actions import (
     ANNOTATION_FIRING,
     ActionError,
@@ -28,6 +28,7 @@ from engine.events.actions import (
 from engine.events.sensor import Firing
 from engine.runtime.local.engine import LocalEngine, StoreObjects
 from engine.runtime.local.store import CLUSTER
+from engine.runtime.triggersource import TriggerSources
 from engine.spec.events import TriggerTemplate
 from engine.spec.loader import normalise_api_version
 from engine.spec.workflow import API_VERSION, CronWorkflow, Workflow
@@ -72,23 +73,17 @@ class LocalObjectActions:
         # Validation keys (see validation_key) of trigger Workflows that passed validation.
         self._valid_specs: set[str] = set()
 
+    @functools.cached_property
+    def _sources(self) -> TriggerSources:
+        return TriggerSources(StoreObjects(self.store))
+
     def load_source(self, template: TriggerTemplate, namespace: str) -> Any:
-        spec = template.k8s or template.argo_workflow
-        location = spec.source if spec else None
-        if location is None:
-            return None
-        if location.configmap is not None:
-            ref = location.configmap
-            data = StoreObjects(self.store).configmap(namespace, ref.name or "")
-            if data is None or ref.key not in data:
-                raise SluiceError(f"trigger source: key {ref.key!r} of config map {ref.name!r} not found")
-            return data[ref.key]
-        if location.file is not None:
-            try:
-                return Path(location.file.path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SluiceError(f"trigger source: cannot read {location.file.path}: {exc}") from exc
-        return None
+        """The text of the trigger's source (:class:`engine.runtime.triggersource.TriggerSources`)."""
+        return self._sources.load(template, namespace)
+
+    async def fetch_source(self, template: TriggerTemplate, namespace: str) -> Any:
+        """:meth:`load_source` for the event loop: url/s3/git fetches run in a worker thread."""
+        return await self._sources.fetch(template, namespace)
 
     async def run(self, action: ObjectAction, firing: Firing) -> str:
         obj = normalise_api_version(action.obj)
