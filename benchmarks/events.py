@@ -45,6 +45,11 @@ How to read it:
   not an error, the client never learnt it; ``trigger failures`` the failures the server logged, and
   how many were a workflow name already taken by another firing.
 
+The server paces its sources (``sluice server --intake-limit``, 16 by default): a webhook request whose
+event a trigger with 16 unfinished events listens to waits before the event goes on the bus, so the
+closed loop runs at what the sensor sustains instead of piling events up on the bus. ``--intake-limit``
+here passes another limit (0: none) to compare.
+
 Targets (the embedded bus): >= 1,000 accepted events/s with p99 <= 25 ms (printed for end to end and
 for the answer), lost = duplicated = 0 in both the steady and the crash run. A missed target is a
 finding, not a failure: the exit code is 0 either way. ``--profile`` runs the steady scenario's server
@@ -71,7 +76,7 @@ production setting. Targets: >= 500 accepted events/s, lost = duplicated = 0.
 
 Run: ``.venv/bin/python benchmarks/events.py [--bus embedded|jetstream] [--quick] [--duration S]
 [--concurrency C] [--no-crash] [--scenarios floor,intake,steady,crash] [--profile] [--keep]
-[--state-dir DIR] [--sensor-qps Q] [--drain-timeout S]``.
+[--state-dir DIR] [--intake-limit N] [--sensor-qps Q] [--drain-timeout S]``.
 """
 
 from __future__ import annotations
@@ -114,6 +119,7 @@ from engine.cli.client import Client  # noqa: E402
 from engine.runtime.jetstream import DEFAULT_STREAM, JetStreamBus, consumer_id  # noqa: E402
 from engine.runtime.kubernetes.eventrun import CLIENT_BURST, CLIENT_QPS  # noqa: E402
 from engine.runtime.local.eventbus import EventLogReader, events_path  # noqa: E402
+from engine.runtime.local.events import PACE_LIMIT  # noqa: E402
 from engine.runtime.local.store import Store  # noqa: E402
 from engine.runtime.sensors import consumer_name  # noqa: E402
 from tests import natsserver  # noqa: E402
@@ -280,6 +286,8 @@ class Bus:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.cpu_of_dead = 0.0
         self.rss_mb = 0.0
+        # embedded: `sluice server --intake-limit` (None: the server's default)
+        self.intake_limit: int | None = None
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
@@ -292,7 +300,8 @@ class Bus:
         return env
 
     def server_args(self) -> list[str]:
-        return ["server", "--no-cron", "--webhook-port", f"{SPEC_PORT}={self.port}"]
+        pace = [] if self.intake_limit is None else ["--intake-limit", str(self.intake_limit)]
+        return ["server", "--no-cron", "--webhook-port", f"{SPEC_PORT}={self.port}", *pace]
 
     def start(self, timeout: float = 30) -> float:
         """Start the server; return once its webhook port answers (seconds it took)."""
@@ -1007,6 +1016,7 @@ def run_engine(args: argparse.Namespace, label: str, *, profile: Path | None = N
     bus = BUSES[args.bus](home, free_port(), profile=profile)
     if isinstance(bus, JetStreamBusRun):
         bus.sensor_qps = args.sensor_qps
+    bus.intake_limit = args.intake_limit
     try:
         bus.start()
         bus.configure(sensor=label != "intake")
@@ -1067,13 +1077,14 @@ BREAKDOWN = (
     ("  plan_action (parameters, object)", "engine/events/actions.py", "plan_action"),
     ("  trigger submit (parse, name check, submit)", "runtime/local/triggers.py", "_submit"),
     ("    LocalEngine.prepare (validate, prepare)", "runtime/local/engine.py", "prepare"),
+    ("    LocalEngine._new_run (Reconciler())", "runtime/local/engine.py", "_new_run"),
     ("    Store.insert_workflow", "runtime/local/store.py", "insert_workflow"),
-    ("    LocalEngine._launch (Reconciler())", "runtime/local/engine.py", "_launch"),
     ("workflow driver (LocalEngine._drive)", "runtime/local/engine.py", "_drive"),
-    ("  Reconciler.reconcile", "engine/workflows/reconciler.py", "reconcile"),
-    ("  LocalEngine._persist", "runtime/local/engine.py", "_persist"),
+    ("  LocalEngine._apply", "runtime/local/engine.py", "_apply"),
+    ("reconciles (the first, in submit, and any later)", "runtime/local/engine.py", "_reconcile"),
     ("build_globals (inside the above)", "engine/workflows/globals.py", "build_globals"),
-    ("state.db BEGIN/COMMIT (Store.tx)", "runtime/local/store.py", "tx"),
+    ("state.db transactions (Store.tx, Store.flush)", "runtime/local/store.py", "tx"),
+    ("  commits of batches (Store.flush)", "runtime/local/store.py", "flush"),
     ("event loop idle (epoll)", "~", "<method 'poll' of 'select.epoll' objects>"),
 )
 
@@ -1271,6 +1282,12 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(SCENARIOS),
         help=f"comma-separated, from {','.join(SCENARIOS)} (default: all)",
     )
+    ap.add_argument(
+        "--intake-limit",
+        type=int,
+        default=None,
+        help="embedded: run the server with this --intake-limit (0: no pacing; default: the server's own)",
+    )
     ap.add_argument("--no-crash", action="store_true", help="skip the SIGKILL-and-restart scenario")
     ap.add_argument("--profile", action="store_true", help="cProfile the server in the steady scenario")
     ap.add_argument("--keep", action="store_true", help="keep each scenario's SLUICE_HOME")
@@ -1297,6 +1314,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--bus jetstream needs nats-server (scripts/install-sysdeps.sh installs it)")
     if args.bus != "jetstream" and args.sensor_qps is not None:
         ap.error("--sensor-qps is for --bus jetstream")
+    if args.bus == "jetstream" and args.intake_limit is not None:
+        ap.error("--intake-limit is for --bus embedded (the cluster's event processes do not pace)")
     if args.bus == "jetstream" and args.profile:
         ap.error("--profile profiles `sluice server`: it is for --bus embedded")
 
@@ -1316,6 +1335,9 @@ def main(argv: list[str] | None = None) -> int:
             ' run` -> the tests\' API server (kmock);\n"workflow submitted" = the Workflow custom resource'
             " exists (no Workflow controller runs); the sensor's API client limit: " + limit
         )
+    if args.bus == "embedded":
+        pace = f"the server's default ({PACE_LIMIT})" if args.intake_limit is None else str(args.intake_limit)
+        print(f"intake pacing (sluice server --intake-limit): {pace}; 0 means none")
     print(
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, aiohttp {aiohttp.__version__},"
         f" {os.cpu_count()} CPU(s), load {load1:.2f} / {load5:.2f} (1 / 5 min)"

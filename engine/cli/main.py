@@ -474,6 +474,7 @@ def _poke_cron(args: argparse.Namespace) -> None:
 
 def cmd_server(args: argparse.Namespace) -> int:
     from engine.runtime.local.engine import EngineSettings, LocalEngine
+    from engine.runtime.local.events import PACE_LIMIT
     from engine.runtime.local.server import Server
 
     extra_path = tuple(p for p in (os.environ.get("SLUICE_STEP_PATH") or "").split(os.pathsep) if p)
@@ -497,6 +498,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         webhook_host=args.webhook_host,
         webhook_ports=ports or None,
         s3_poll_interval=args.s3_poll_interval,
+        pace_limit=PACE_LIMIT if args.intake_limit is None else max(0, args.intake_limit),
     )
     asyncio.run(server.serve(cron=not args.no_cron, events=not args.no_events))
     return EXIT_OK
@@ -1050,6 +1052,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="listen on PORT for webhooks whose spec says SPEC_PORT (0 picks a free port)",
     )
     p.add_argument("--s3-poll-interval", type=float, default=5.0, help="seconds between bucket listings")
+    p.add_argument(
+        "--intake-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hold a source's event while a sensor trigger listening to it has N events still to act on"
+        " (for at most half a second; default 16; 0: never)",
+    )
     p.set_defaults(func=cmd_server)
 
     p = add("events", "read the local event bus")

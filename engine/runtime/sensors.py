@@ -20,11 +20,13 @@ and engine, or the API server); HTTP and log actions are carried out here. Calle
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,6 +60,8 @@ from engine.spec.events import Backoff, Sensor, Trigger, TriggerTemplate
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 128
+# How long a trigger works through a batch before it lets other tasks run.
+SLICE = 0.005
 IDLE_POLL = 30.0
 RATE_UNITS = {"Second": 1.0, "Minute": 60.0, "Hour": 3600.0}
 
@@ -72,6 +76,11 @@ class ObjectActions(Protocol):
 
     async def run(self, action: ObjectAction, firing: Firing) -> str:
         """Carry out ``action`` idempotently (the same firing twice acts once); return what was done."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Wraps the actions of one batch of deliveries, which is acknowledged only once it ends
+        without raising (a runtime may commit the batch's writes together)."""
         ...
 
 
@@ -145,6 +154,12 @@ class _TriggerTask:
     counters: TriggerCounters = field(default_factory=TriggerCounters)
     limiter: _RateLimiter | None = None
     task: asyncio.Task[None] | None = None
+    # The (eventSourceName, eventName) pairs it listens to; the bus sequence numbers, in order, of
+    # events the local sources published for it that it has not finished yet, and the highest one it
+    # finished: see SensorRunner.backlog.
+    subjects: frozenset[tuple[str, str]] = frozenset()
+    unfinished: list[int] = field(default_factory=list)
+    finished_seq: int = 0
 
 
 class SensorRunner:
@@ -170,6 +185,8 @@ class SensorRunner:
         self.now = now
         self.ack_wait = ack_wait
         self.triggers: dict[str, _TriggerTask] = {}
+        # Called after each delivery a trigger finishes (the local server paces its sources with it).
+        self.on_progress: Callable[[], None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
 
@@ -179,7 +196,7 @@ class SensorRunner:
             limiter = None
             if rate is not None and rate.requests_per_unit:
                 limiter = _RateLimiter(rate.requests_per_unit, rate.unit or "Second")
-            tt = _TriggerTask(compiled, limiter=limiter)
+            tt = _TriggerTask(compiled, limiter=limiter, subjects=frozenset(compiled.subjects()))
             filters = [SubjectFilter(self.namespace, src, name) for src, name in compiled.subjects()]
             await self.bus.consumer(
                 consumer_name(self.namespace, self.name, compiled.name), filters, ack_wait=self.ack_wait
@@ -207,6 +224,26 @@ class SensorRunner:
         for name in self.triggers:
             await self.bus.delete_consumer(consumer_name(self.namespace, self.name, name))
             await self.bus.kv_delete(state_bucket(self.namespace, self.name), name)
+
+    def note_published(self, namespace: str, subject: tuple[str, str], seq: int) -> None:
+        """An event of ``subject`` (eventSourceName, eventName) went on the bus as ``seq``: the triggers
+        listening to it count it as unfinished until they have acted on it (see :meth:`backlog`)."""
+        if namespace != self.namespace:
+            return
+        for tt in self.triggers.values():
+            # A publisher may hear of its commit after the trigger already acted on the event.
+            if subject in tt.subjects and seq > tt.finished_seq:
+                bisect.insort(tt.unfinished, seq)
+
+    def backlog(self, namespace: str | None = None, subject: tuple[str, str] | None = None) -> int | None:
+        """The most events noted by :meth:`note_published` that a trigger listening to ``subject`` (any
+        subject when None) has not finished; None when no trigger listens to it."""
+        if namespace is not None and namespace != self.namespace:
+            return None
+        counts = [
+            len(tt.unfinished) for tt in self.triggers.values() if subject is None or subject in tt.subjects
+        ]
+        return max(counts) if counts else None
 
     # -- one trigger ----------------------------------------------------------------------------------
 
@@ -245,19 +282,38 @@ class SensorRunner:
         self, tt: _TriggerTask, consumer: str, bucket: str, state: TriggerState, deliveries: list[Any]
     ) -> TriggerState:
         ct = tt.compiled
-        for d in deliveries:
-            tt.counters.events += 1
-            try:
-                event = Event.from_json(d.event)
-            except ExprError as exc:
-                log.warning(
-                    "sensor %s/%s: dropping malformed event seq %s: %s", self.namespace, self.name, d.seq, exc
-                )
-                continue
-            step = on_event(ct, state, event, self.now())
-            state = step.state
-            if step.firing is not None:
-                await self._fire(tt, step.firing)
+        progress = self.on_progress
+        unfinished = tt.unfinished
+        loop = asyncio.get_running_loop()
+        turn = loop.time()
+        with self.objects.batch():
+            for d in deliveries:
+                if loop.time() - turn > SLICE:
+                    # A batch of actions that never wait (workflows submitted on this machine) would
+                    # keep the loop from everything else; let the rest (webhooks, workflows) have a turn.
+                    await asyncio.sleep(0)
+                    turn = loop.time()
+                tt.counters.events += 1
+                try:
+                    event = Event.from_json(d.event)
+                except ExprError as exc:
+                    log.warning(
+                        "sensor %s/%s: dropping malformed event seq %s: %s",
+                        self.namespace,
+                        self.name,
+                        d.seq,
+                        exc,
+                    )
+                    continue
+                step = on_event(ct, state, event, self.now())
+                state = step.state
+                if step.firing is not None:
+                    await self._fire(tt, step.firing)
+                tt.finished_seq = max(tt.finished_seq, d.seq)
+                if unfinished and unfinished[0] <= d.seq:
+                    del unfinished[: bisect.bisect_right(unfinished, d.seq)]
+                    if progress is not None:
+                        progress()
         # The whole batch and the state after it commit together.
         await self.bus.ack_batch(
             consumer, [d.seq for d in deliveries], kv_updates=[KVUpdate(bucket, ct.name, state.to_json())]
@@ -292,7 +348,8 @@ class SensorRunner:
         compiled = tt.compiled if trigger is tt.compiled.spec else _recompiled(tt.compiled, trigger)
         error: str | None = None
         for attempt in range(1, attempts.steps + 1):
-            await asyncio.sleep(attempts.delay(attempt))
+            if attempt > 1:
+                await asyncio.sleep(attempts.delay(attempt))
             if tt.limiter is not None:
                 await tt.limiter.take()
             try:

@@ -254,6 +254,12 @@ class Reconciler:
         """End the workflow in Error (the runtime could not go on with it)."""
         self._mark_workflow(WF_ERROR, message)
 
+    def discard(self) -> None:
+        """The runtime will not run this workflow after all (it could not be stored): give back the
+        locks and lock queue places its reconciles took, as if it had never been submitted."""
+        self.locks.forget(self._wf_holder() + "/")
+        self.locks.forget(self._wf_holder())
+
     def suspend(self) -> None:
         self.control.suspend = True
         self._plan.workflow_changed = True
@@ -585,8 +591,10 @@ class Reconciler:
         st.phase = WF_RUNNING
         if st.started_at is None:
             st.started_at = self.now
+            if not self.workflow.metadata.creation_timestamp:
+                # The creation-time globals fall back to the start time, known only now.
+                self.globals = build_globals(self.workflow, st, self.configmaps, self.control)
         self._plan.workflow_changed = True
-        self.globals = build_globals(self.workflow, st, self.configmaps, self.control)
 
     def _workflow_deadline(self) -> float | None:
         secs = self.control.active_deadline_seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from engine.events.actions import (
     HttpAction,
     LogAction,
     ObjectAction,
+    copy_tree,
     plan_action,
 )
 from engine.events.model import Event
@@ -122,3 +124,13 @@ def test_missing_parameter_without_a_default_is_an_action_error() -> None:
     }
     with pytest.raises(ActionError, match=r"body\.nope"):
         fire(Sensor.parse(raw), event({"body": {}}))
+
+
+def test_a_copied_tree_is_equal_and_shares_no_mapping_or_list_with_the_original() -> None:
+    when = datetime(2027, 1, 15, tzinfo=UTC)  # YAML timestamps: immutable, may be shared
+    tree = {"a": [1, {"b": "x", "c": None}], "d": {"e": [True, 2.5]}, "t": when}
+    copied = copy_tree(tree)
+    assert copied == tree
+    copied["a"][1]["b"] = "changed"
+    copied["d"]["e"].append(3)
+    assert tree == {"a": [1, {"b": "x", "c": None}], "d": {"e": [True, 2.5]}, "t": when}

@@ -10,8 +10,10 @@ key-value state with acks, the log) is tests/buses/test_bus_contract.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import pytest
@@ -312,6 +314,9 @@ class Actions:
 
     async def fetch_source(self, template: TriggerTemplate, namespace: str) -> Any:
         return None
+
+    def batch(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     async def run(self, action: ObjectAction, firing: Firing) -> str:
         self.keys.append(firing.key)

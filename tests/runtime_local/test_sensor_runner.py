@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,9 @@ class CrashingActions:
 
     async def fetch_source(self, template: TriggerTemplate, namespace: str) -> Any:
         return await self.inner.fetch_source(template, namespace)
+
+    def batch(self) -> AbstractContextManager[None]:
+        return self.inner.batch()
 
     async def run(self, action: ObjectAction, firing: Firing) -> str:
         self.keys.append(firing.key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from engine.events.sensor import Firing
 from engine.runtime.local.engine import LocalEngine
 from engine.runtime.local.store import Store
 from engine.runtime.local.triggers import LocalObjectActions, validation_key
-from engine.spec.workflow import Workflow
+from engine.spec.workflow import Workflow, WorkflowSpec
 from engine.workflows.status import WorkflowStatus
 
 
@@ -117,10 +118,12 @@ def test_an_invalid_trigger_workflow_is_an_action_error(tmp_path: Path) -> None:
 
 
 def test_a_finished_workflow_is_stored_without_an_owner(tmp_path: Path) -> None:
+    waits = {"entrypoint": "main", "templates": [{"name": "main", "suspend": {"duration": "1"}}]}
+
     async def go() -> tuple[str, str | None, str | None]:
         eng = LocalEngine(home=tmp_path)
         await eng.start(adopt=False)
-        run = await eng.submit(Workflow.parse(manifest("wf-d", key="k")))
+        run = await eng.submit(Workflow.parse(manifest("wf-d", key="k", spec=waits)))
         owner_while_running = eng.store.get_workflow("default", "wf-d")
         await eng.wait("wf-d")
         row = eng.store.get_workflow("default", "wf-d")
@@ -132,6 +135,27 @@ def test_a_finished_workflow_is_stored_without_an_owner(tmp_path: Path) -> None:
     assert phase == "Succeeded"
     assert owner_while_running  # the submitting engine owned it until it finished
     assert owner_after is None
+
+
+def test_a_workflow_done_in_its_first_reconcile_is_stored_once_finished_with_its_nodes(
+    tmp_path: Path,
+) -> None:
+    async def go() -> tuple[Any, Any]:
+        eng = LocalEngine(home=tmp_path)
+        await eng.start(adopt=False)
+        run = await eng.submit(Workflow.parse(manifest("wf-e", key="k")))
+        stored = eng.store.get_workflow("default", "wf-e")
+        await eng.wait("wf-e")
+        await eng.close()
+        assert run.name == "wf-e"
+        return stored, Store(tmp_path)
+
+    stored, store = asyncio.run(go())
+    assert stored is not None
+    assert (stored.phase, stored.owner) == ("Succeeded", None)
+    assert stored.finished_at is not None
+    nodes = store.load_status(stored).nodes
+    assert [n.phase for n in nodes.values()] == ["Succeeded"]
 
 
 def test_configmaps_are_read_again_after_a_change_here_or_from_another_process(tmp_path: Path) -> None:
@@ -264,3 +288,75 @@ def test_an_invalid_trigger_workflow_is_rejected_every_time(tmp_path: Path) -> N
 
     results = asyncio.run(go())
     assert all("the trigger's Workflow is invalid" in r for r in results), results
+
+
+SHOWN = {"name": "ab", "value": "{{workflow.parameters.a}}-{{workflow.parameters.b}}"}
+
+
+def test_a_workflow_of_a_remembered_shape_is_stored_and_run_as_a_full_parse_would(tmp_path: Path) -> None:
+    # Firings 1 and 2 reuse the shape firing 0 left behind: their stored manifests and outputs must be
+    # what parsing them in full gives, with their own values.
+    spec = {
+        "entrypoint": "main",
+        "arguments": {
+            "parameters": [{"name": "a", "value": "x"}, {"name": "b", "value": "1", "enum": ["1", "2"]}]
+        },
+        "templates": [
+            {
+                "name": "main",
+                "steps": [[{"name": "show", "template": "echo", "arguments": {"parameters": [SHOWN]}}]],
+            },
+            {"name": "echo", "inputs": {"parameters": [{"name": "ab"}]}, "suspend": {"duration": "0"}},
+        ],
+    }
+    values = [("x", "1"), ("y", "2"), ("z z", "1")]
+
+    async def go() -> list[tuple[dict[str, Any], str]]:
+        eng = LocalEngine(home=tmp_path)
+        await eng.start(adopt=False)
+        actions = LocalObjectActions(eng)
+        for i, (a, b) in enumerate(values):
+            s = json.loads(json.dumps(spec))
+            s["arguments"]["parameters"][0]["value"] = a
+            s["arguments"]["parameters"][1]["value"] = b
+            obj = manifest(f"wf-{i}", key=f"k{i}", spec=s)
+            await actions.run(ObjectAction("argoWorkflow", "submit", obj), firing(f"k{i}"))
+        out = []
+        for i in range(len(values)):
+            await eng.wait(f"wf-{i}")
+            row = eng.store.get_workflow("default", f"wf-{i}")
+            assert row is not None
+            (show,) = [n for n in eng.store.load_status(row).nodes.values() if n.display_name == "show"]
+            out.append((row.manifest, show.inputs["parameters"][0]["value"]))
+        await eng.close()
+        return out
+
+    stored = asyncio.run(go())
+    for (a, b), (manifest_, output) in zip(values, stored, strict=True):
+        assert Workflow.parse(manifest_).dump() == manifest_
+        assert manifest_["spec"]["arguments"]["parameters"] == [
+            {"name": "a", "value": a},
+            {"name": "b", "value": b, "enum": ["1", "2"]},
+        ]
+        assert manifest_["spec"]["templates"] == WorkflowSpec.parse(spec).dump()["templates"]
+        assert output == f"{a}-{b}"
+
+
+def test_a_remembered_shape_still_rejects_invalid_metadata(tmp_path: Path) -> None:
+    async def go() -> str:
+        eng = LocalEngine(home=tmp_path)
+        await eng.start(adopt=False)
+        actions = LocalObjectActions(eng)
+        await actions.run(ObjectAction("argoWorkflow", "submit", manifest("wf-0", key="k0")), firing("k0"))
+        bad = manifest("wf-1", key="k1")
+        bad["metadata"]["labels"] = ["not", "a", "mapping"]
+        try:
+            await actions.run(ObjectAction("argoWorkflow", "submit", bad), firing("k1"))
+        except ActionError as exc:
+            return str(exc)
+        finally:
+            await eng.wait("wf-0")
+            await eng.close()
+        return ""
+
+    assert "metadata.labels" in asyncio.run(go())

@@ -64,6 +64,7 @@ import re
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -410,6 +411,10 @@ class ClusterObjectActions:
         return await self.sources.fetch(template, namespace)
 
     # -- dispatch --
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Each object is created by a request of its own: nothing to group."""
+        return contextlib.nullcontext()
 
     async def run(self, action: ObjectAction, firing: Firing) -> str:
         obj = normalise_api_version(action.obj)

@@ -315,7 +315,10 @@ class LocalEngine:
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
         validated: bool = False,
+        spec_manifest: dict[str, Any] | None = None,
     ) -> WorkflowRun:
+        """Store ``wf`` and start driving it. ``spec_manifest``: ``wf.spec.dump()``, when the caller has
+        it already (stored as the spec unless preparing the workflow changed the spec)."""
         prepared, status = self.prepare(
             wf,
             namespace=namespace,
@@ -327,16 +330,50 @@ class LocalEngine:
         )
         meta = prepared.metadata
         assert meta.name and meta.uid and meta.namespace
-        self.store.insert_workflow(
-            uid=meta.uid,
-            namespace=meta.namespace,
-            name=meta.name,
-            manifest=prepared.dump(),
-            status=status,
-            owner=self.owner,
-            now=self.clock(),
-        )
-        return self._launch(prepared, status)
+        # The first reconcile happens before the insert, so a new workflow is stored once, with its
+        # first nodes (a workflow that completes at once, finished and released), before any of its
+        # plan is carried out.
+        run = self._new_run(prepared, status)
+        plan = self._reconcile(run)
+        try:
+            self.store.insert_workflow(
+                uid=meta.uid,
+                namespace=meta.namespace,
+                name=meta.name,
+                manifest=self._manifest(prepared, wf, spec_manifest),
+                status=run.status,
+                owner=None if plan.finished else self.owner,
+                now=self.clock(),
+            )
+        except BaseException:
+            run.reconciler.discard()
+            raise
+        self.runs[run.uid] = run
+        self.store.on_rollback(lambda: self._abandon(run))
+        self._start_driver(run, first=plan)
+        return run
+
+    def _abandon(self, run: WorkflowRun) -> None:
+        """``run`` was never stored after all (its batch's commit failed): forget it, unstarted."""
+        if run.task is not None:
+            run.task.cancel()
+        run.reconciler.discard()
+        if self.runs.get(run.uid) is run:
+            del self.runs[run.uid]
+        run.done.set()
+
+    @staticmethod
+    def _manifest(
+        prepared: Workflow, given: Workflow, spec_manifest: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        if spec_manifest is None or prepared.spec is not given.spec:
+            return prepared.dump()
+        return {
+            "apiVersion": prepared.api_version,
+            "kind": prepared.kind,
+            "metadata": prepared.metadata.dump(),
+            "spec": spec_manifest,
+        }
 
     def _adopt(self, row: WorkflowRow) -> WorkflowRun:
         self.store.set_owner(row.uid, self.owner)
@@ -361,6 +398,18 @@ class LocalEngine:
         return run
 
     def _launch(self, wf: Workflow, status: WorkflowStatus) -> WorkflowRun:
+        """Drive a stored workflow from ``status`` (adopted, retried) in a task of its own."""
+        run = self._new_run(wf, status)
+        self.runs[run.uid] = run
+        self._start_driver(run)
+        return run
+
+    def _start_driver(self, run: WorkflowRun, *, first: Plan | None = None) -> None:
+        run.task = asyncio.get_running_loop().create_task(
+            self._drive(run, first), name=f"workflow {run.name}"
+        )
+
+    def _new_run(self, wf: Workflow, status: WorkflowStatus) -> WorkflowRun:
         meta = wf.metadata
         assert meta.name and meta.uid and meta.namespace
         rec = Reconciler(
@@ -374,10 +423,9 @@ class LocalEngine:
                 always_capture_result=True,
             ),
         )
-        run = WorkflowRun(uid=meta.uid, namespace=meta.namespace, name=meta.name, workflow=wf, reconciler=rec)
-        self.runs[run.uid] = run
-        run.task = asyncio.get_running_loop().create_task(self._drive(run), name=f"workflow {meta.name}")
-        return run
+        return WorkflowRun(
+            uid=meta.uid, namespace=meta.namespace, name=meta.name, workflow=wf, reconciler=rec
+        )
 
     # ================================================================ the driver loop
 
@@ -399,20 +447,36 @@ class LocalEngine:
             return
         run.wake.set()
 
-    async def _drive(self, run: WorkflowRun) -> None:
-        rec = run.reconciler
+    def _reconcile(self, run: WorkflowRun) -> Plan:
+        """Reconcile ``run`` with the outcomes that arrived; a failure of the core ends it in Error."""
+        outcomes, run.outcomes = run.outcomes, []
+        run.wake.clear()
+        if run.delayed is not None:
+            run.delayed.cancel()
+            run.delayed = None
         try:
+            return run.reconciler.reconcile(outcomes, self.clock())
+        except Exception as exc:
+            log.exception("workflow %s: engine error", run.name)
+            run.reconciler.fail(f"engine error: {exc}")
+            return Plan(workflow_changed=True, finished=True)
+
+    async def _drive(self, run: WorkflowRun, first: Plan | None = None) -> None:
+        """Reconcile and carry out plans until the workflow finishes; ``first``: a stored first plan."""
+        try:
+            if first is not None:
+                # The submission may be in a store batch still open: commit it before acting on it.
+                self.store.flush()
+                await self._apply(run, first, stored=True)
+            plan = first
             while True:
-                outcomes, run.outcomes = run.outcomes, []
-                run.wake.clear()
-                if run.delayed is not None:
-                    run.delayed.cancel()
-                    run.delayed = None
-                plan = rec.reconcile(outcomes, self.clock())
-                await self._apply(run, plan)  # stores the plan, the final one included
+                if plan is None:
+                    plan = self._reconcile(run)
+                    await self._apply(run, plan)  # stores the plan, the final one included
                 if plan.finished:
                     break
                 timeout = None if plan.requeue_at is None else max(0.0, plan.requeue_at - self.clock())
+                plan = None
                 if run.outcomes and not run.control_dirty:
                     if self.settings.batch_seconds:
                         await asyncio.sleep(self.settings.batch_seconds)
@@ -423,22 +487,27 @@ class LocalEngine:
             raise
         except Exception as exc:
             log.exception("workflow %s: engine error", run.name)
-            rec.fail(f"engine error: {exc}")
-            self._persist(run, Plan(workflow_changed=True))
+            run.reconciler.fail(f"engine error: {exc}")
+            self._persist(run, Plan(workflow_changed=True, finished=True))
         finally:
-            run.done.set()
-            for nid in [k for k, v in self._node_run.items() if v is run]:
-                del self._node_run[nid]
-            # A finished run lives on in the store (find/wait/retry read it there); keeping it here would
-            # grow a long-lived server by every workflow it ever ran. A retry may already have put a new
-            # run under this uid.
-            if self.runs.get(run.uid) is run:
-                del self.runs[run.uid]
-            self._notify(run)
+            self._finish(run)
 
-    async def _apply(self, run: WorkflowRun, plan: Plan) -> None:
-        # Persist first: what the runtime does next must never be ahead of what is stored.
-        self._persist(run, plan)
+    def _finish(self, run: WorkflowRun) -> None:
+        run.done.set()
+        for nid in [k for k, v in self._node_run.items() if v is run]:
+            del self._node_run[nid]
+        # A finished run lives on in the store (find/wait/retry read it there); keeping it here would
+        # grow a long-lived server by every workflow it ever ran. A retry may already have put a new
+        # run under this uid.
+        if self.runs.get(run.uid) is run:
+            del self.runs[run.uid]
+        self._notify(run)
+
+    async def _apply(self, run: WorkflowRun, plan: Plan, *, stored: bool = False) -> None:
+        # Persist first (unless the caller just stored it): what the runtime does next must never be
+        # ahead of what is stored.
+        if not stored:
+            self._persist(run, plan)
         self._collect_garbage(run, plan)
         executor = self.executor
         assert executor is not None

@@ -11,6 +11,13 @@ skipped with its problems logged and kept in :attr:`EventsHost.problems`.
 Sources keep their cursors, and sensors their partial state, in the bus's key-value table, so both
 survive a restart of the server; the bus is ``$SLUICE_HOME/events.db``. Called by
 :mod:`engine.runtime.local.server`.
+
+Sources, bus and sensors share one process and one CPU, so a source taking events faster than the
+sensors can act on them would only grow the bus's backlog, and with it the time from an event to its
+workflow, without bound. :class:`IntakePacer` publishes for the sources and holds an event back while a
+sensor trigger that listens to it has ``limit`` or more of the events published here still to act on
+(see :meth:`SensorRunner.backlog`), for at most half a second: a webhook's answer waits instead, so its
+sender slows down to what the sensors can do.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +48,94 @@ log = logging.getLogger(__name__)
 
 COMPACT_INTERVAL = 300.0
 CURSOR_BUCKET = "sources"
+# Intake pacing: an event waits while a trigger listening to it has PACE_LIMIT events still to act on,
+# for at most PACE_MAX_WAIT seconds.
+PACE_LIMIT = 16
+PACE_MAX_WAIT = 0.5
+
+
+class IntakePacer:
+    """Publishes the local sources' events, each once the triggers listening to it have room for it.
+
+    ``runners`` gives the running :class:`SensorRunner` objects. Each published event is noted with
+    them (:meth:`SensorRunner.note_published`); they call :meth:`progress` when they finish one. The
+    events held for a subject go together once its triggers are down to half the limit: released one
+    by one, each would be a commit of its own and a sensor batch of one, which costs the sensors more
+    per event than the batches they otherwise take. ``limit`` 0 turns pacing off.
+    """
+
+    def __init__(
+        self,
+        publish: Callable[[str, Mapping[str, Any]], Awaitable[int]],
+        runners: Callable[[], Iterable[SensorRunner]],
+        *,
+        limit: int = PACE_LIMIT,
+        max_wait: float = PACE_MAX_WAIT,
+    ) -> None:
+        self._publish = publish
+        self._runners = runners
+        self.limit = limit
+        self.max_wait = max_wait
+        # Held events: (namespace, subject, woken when it may try again).
+        self._held: list[tuple[str, tuple[str, str], asyncio.Future[None]]] = []
+        # Events between passing the gate and their commit: room they take already.
+        self._publishing = 0
+
+    def _backlog(self, namespace: str, subject: tuple[str, str]) -> int | None:
+        """The largest backlog of a trigger listening to ``subject``; None when none listens."""
+        counts = [n for r in self._runners() if (n := r.backlog(namespace, subject)) is not None]
+        return max(counts) if counts else None
+
+    def _full(self, namespace: str, subject: tuple[str, str]) -> bool:
+        taken = self._backlog(namespace, subject)
+        return taken is not None and taken + self._publishing >= self.limit
+
+    async def publish(self, namespace: str, event: Mapping[str, Any]) -> int:
+        subject = (str(event.get("source")), str(event.get("subject")))
+        if self.limit > 0 and self._full(namespace, subject):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.max_wait
+            while self._full(namespace, subject):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                held: asyncio.Future[None] = loop.create_future()
+                entry = (namespace, subject, held)
+                self._held.append(entry)
+                try:
+                    await asyncio.wait_for(held, remaining)
+                except TimeoutError:
+                    break
+                finally:
+                    with contextlib.suppress(ValueError):
+                        self._held.remove(entry)
+        self._publishing += 1
+        try:
+            seq = await self._publish(namespace, event)
+        finally:
+            self._publishing -= 1
+        for runner in self._runners():
+            runner.note_published(namespace, subject, seq)
+        return seq
+
+    def progress(self) -> None:
+        """A trigger finished an event: the held events whose triggers are down to half the limit try
+        again."""
+        if not self._held:
+            return
+        room: dict[tuple[str, tuple[str, str]], bool] = {}
+        keep = []
+        for entry in self._held:
+            namespace, subject, held = entry
+            key = (namespace, subject)
+            if key not in room:
+                taken = self._backlog(namespace, subject)
+                room[key] = taken is None or taken <= self.limit // 2
+            if not room[key]:
+                keep.append(entry)
+            elif not held.done():
+                held.set_result(None)
+        self._held = keep
 
 
 class BusCursors:
@@ -77,13 +172,17 @@ class EventsHost:
         host: str = "127.0.0.1",
         ports: Mapping[str, int] | None = None,
         s3_poll_interval: float = 5.0,
+        pace_limit: int = PACE_LIMIT,
     ) -> None:
         self.engine = engine
         self.host = host
         self.s3_poll_interval = s3_poll_interval
         self.lookup = StoreObjects(engine.store)
         self.bus = LocalEventBus(events_path(engine.home))
-        self.webhooks = WebhookServer([], publish=self.bus.publish, secrets=self.lookup.secret, ports=ports)
+        self.pacer = IntakePacer(
+            self.bus.publish, lambda: (r.runner for r in self.sensors.values() if r.runner), limit=pace_limit
+        )
+        self.webhooks = WebhookServer([], publish=self.pacer.publish, secrets=self.lookup.secret, ports=ports)
         self.actions = LocalObjectActions(engine)
         self.sources: dict[tuple[str, str, str], _Running] = {}
         self.sensors: dict[tuple[str, str], _Running] = {}
@@ -166,7 +265,7 @@ class EventsHost:
             try:
                 source: CalendarSource | S3Source
                 if what == "calendar":
-                    source = CalendarSource(ns, es, publish=self.bus.publish, cursors=BusCursors(self.bus))
+                    source = CalendarSource(ns, es, publish=self.pacer.publish, cursors=BusCursors(self.bus))
                 else:
                     event = what.split("/", 1)[1]
                     source = S3Source(
@@ -174,7 +273,7 @@ class EventsHost:
                         event_source=es,
                         event_name=event,
                         spec=es.spec.minio[event],
-                        publish=self.bus.publish,
+                        publish=self.pacer.publish,
                         cursors=BusCursors(self.bus),
                         secrets=self.lookup.secret,
                         connect=s3client.open_bucket,
@@ -200,6 +299,7 @@ class EventsHost:
             runner = SensorRunner(
                 namespace=key[0], sensor=sensor, bus=self.bus, objects=self.actions, lookup=self.lookup
             )
+            runner.on_progress = self.pacer.progress
             try:
                 await runner.start()
             except SluiceError as exc:
@@ -226,4 +326,4 @@ class EventsHost:
         }
 
 
-__all__ = ["BusCursors", "EventsHost"]
+__all__ = ["BusCursors", "EventsHost", "IntakePacer"]

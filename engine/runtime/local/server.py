@@ -24,7 +24,7 @@ from aiohttp import web
 
 from engine.errors import SluiceError, SpecError, StateError
 from engine.runtime.local.engine import LocalEngine
-from engine.runtime.local.events import EventsHost
+from engine.runtime.local.events import PACE_LIMIT, EventsHost
 from engine.spec.workflow import CronWorkflow, Workflow
 from engine.workflows import cron as cronlib
 
@@ -54,12 +54,14 @@ class Server:
         webhook_host: str = "127.0.0.1",
         webhook_ports: Mapping[str, int] | None = None,
         s3_poll_interval: float = 5.0,
+        pace_limit: int = PACE_LIMIT,
     ) -> None:
         self.engine = engine
         self.cron_interval = cron_interval
         self.webhook_host = webhook_host
         self.webhook_ports = webhook_ports
         self.s3_poll_interval = s3_poll_interval
+        self.pace_limit = pace_limit
         self.events: EventsHost | None = None
         self._cron_wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -221,7 +223,11 @@ class Server:
         cron_task = loop.create_task(self.cron_loop()) if cron else None
         if events:
             self.events = EventsHost(
-                eng, host=self.webhook_host, ports=self.webhook_ports, s3_poll_interval=self.s3_poll_interval
+                eng,
+                host=self.webhook_host,
+                ports=self.webhook_ports,
+                s3_poll_interval=self.s3_poll_interval,
+                pace_limit=self.pace_limit,
             )
             await self.events.start()
         print(f"sluice server: listening on {sock} (SLUICE_HOME={home})", flush=True)

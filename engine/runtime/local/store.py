@@ -10,15 +10,16 @@ acknowledged. Used by the local engine, the server and the CLI.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,36 @@ class WorkflowRow:
     owner: str | None
 
 
+@dataclass
+class _Batch:
+    """An open Store.batch: who opened it, whether its transaction has begun, and what undoes the
+    in-memory side of its uncommitted writes."""
+
+    owner: object
+    begun: bool = False
+    failed: StoreError | None = None
+    on_rollback: list[Callable[[], None]] = field(default_factory=list)
+
+
+def _caller() -> object:
+    """The asyncio task running this code, or the thread when there is none."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    return task if task is not None else threading.get_ident()
+
+
+def _node_rows(uid: str, status: WorkflowStatus, ids: Iterable[str]) -> list[tuple[str, str, str]]:
+    """Rows of the nodes table for the nodes ``ids`` of ``status`` (ids it no longer has are skipped)."""
+    rows = []
+    for nid in ids:
+        node = status.nodes.get(nid)
+        if node is not None:
+            rows.append((uid, nid, json.dumps(node.to_dict(), separators=(",", ":"))))
+    return rows
+
+
 class Store:
     """Thread-safe access to the state database (one connection, serialized)."""
 
@@ -121,6 +152,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open state database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._batch: _Batch | None = None
         # Bumped by every object write through this connection; see objects_stamp().
         self._objects_writes = 0
 
@@ -148,19 +180,96 @@ class Store:
         with self._lock:
             self._db.close()
 
+    # --- transactions -----------------------------------------------------------------------------
+    #
+    # Each write is a transaction of its own, except inside batch(): there the writes of the task that
+    # opened it are savepoints of one transaction, committed when the batch ends, or earlier when
+    # anyone else writes or calls flush() (a workflow driver does before it acts on what was stored).
+    # A commit costs far more than the rows of one workflow, and a sensor submits many at once.
+
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+    def batch(self) -> Iterator[None]:
+        """Group the calling task's transactions inside into one commit (see above). Raises StoreError
+        at the end when that commit, or an earlier one of the batch, failed: the caller must not take
+        what it wrote inside for stored. Inside another task's batch, nothing is grouped."""
+        if self._batch is not None:
+            yield
+            return
+        self._batch = _Batch(_caller())
+        try:
+            yield
+        finally:
+            batch = self._batch
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
+                self.flush()
+            finally:
+                self._batch = None
+            if batch.failed is not None:
+                raise batch.failed
+
+    def flush(self) -> None:
+        """Commit what an open batch wrote so far. On failure the batch's uncommitted writes are gone:
+        their on_rollback callbacks run and StoreError is raised."""
+        with self._lock:
+            batch = self._batch
+            if batch is None or not batch.begun:
+                return
+            batch.begun = False
+            undo, batch.on_rollback = batch.on_rollback, []
+            try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._safe_rollback()
+                batch.failed = batch.failed or StoreError(f"state database error: {exc}")
+                for fn in undo:
+                    with contextlib.suppress(Exception):
+                        fn()
+                raise batch.failed from exc
+
+    def on_rollback(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` if the transaction just written is rolled back after all (an open batch's commit
+        fails); outside a batch the write is already committed, so ``fn`` is dropped."""
+        batch = self._batch
+        if batch is not None and batch.begun and batch.owner == _caller():
+            batch.on_rollback.append(fn)
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            batch = self._batch
+            if batch is not None:
+                if batch.owner == _caller():
+                    yield from self._savepoint(batch)
+                    return
+                self.flush()
+            yield from self._guarded("BEGIN IMMEDIATE", "COMMIT", self._safe_rollback)
+
+    def _savepoint(self, batch: _Batch) -> Iterator[sqlite3.Connection]:
+        if not batch.begun:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
                 raise StoreError(f"state database error: {exc}") from exc
-            except BaseException:
-                self._safe_rollback()
-                raise
+            batch.begun = True
+        yield from self._guarded("SAVEPOINT tx", "RELEASE tx", self._safe_rollback_to)
+
+    def _guarded(self, begin: str, end: str, undo: Callable[[], None]) -> Iterator[sqlite3.Connection]:
+        """``begin``, the caller's statements, ``end``; on any failure ``undo``, SQLite's as StoreError."""
+        try:
+            self._db.execute(begin)
+            yield self._db
+            self._db.execute(end)
+        except sqlite3.Error as exc:
+            undo()
+            raise StoreError(f"state database error: {exc}") from exc
+        except BaseException:
+            undo()
+            raise
+
+    def _safe_rollback_to(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK TO tx")
+            self._db.execute("RELEASE tx")
 
     def _safe_rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -186,14 +295,30 @@ class Store:
         owner: str | None,
         now: float,
     ) -> None:
+        """Store a new workflow with its status and every node it has (none, or a first reconcile's).
+
+        Raises StateError, and stores nothing, when the name is taken in the namespace.
+        """
         meta = status.to_dict(include_nodes=False, include_stored=False)
+        nodes = _node_rows(uid, status, status.nodes)
         with self.tx() as db:
             # The UNIQUE (namespace, name) constraint is the name check: no read before the write.
             try:
                 db.execute(
-                    "INSERT INTO workflows (uid, namespace, name, phase, status, control, created_at, owner)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
-                    (uid, namespace, name, status.phase, json.dumps(meta), "{}", now, owner),
+                    "INSERT INTO workflows (uid, namespace, name, phase, message, status, control,"
+                    " created_at, finished_at, owner) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        uid,
+                        namespace,
+                        name,
+                        status.phase,
+                        status.message,
+                        json.dumps(meta),
+                        "{}",
+                        now,
+                        status.finished_at,
+                        owner,
+                    ),
                 )
             except sqlite3.IntegrityError as exc:
                 if "workflows.namespace" not in str(exc):
@@ -203,6 +328,8 @@ class Store:
                 "INSERT OR REPLACE INTO manifests (uid, manifest, stored) VALUES (?,?,?)",
                 (uid, json.dumps(manifest), json.dumps(status.stored_templates)),
             )
+            if nodes:
+                db.executemany("INSERT OR REPLACE INTO nodes (wf_uid, node_id, data) VALUES (?,?,?)", nodes)
 
     def save_progress(
         self,
@@ -218,11 +345,7 @@ class Store:
         ``release`` also clears the owner (the workflow is finished), in the same transaction.
         """
         meta = status.to_dict(include_nodes=False, include_stored=False)
-        rows = []
-        for nid in changed:
-            node = status.nodes.get(nid)
-            if node is not None:
-                rows.append((uid, nid, json.dumps(node.to_dict(), separators=(",", ":"))))
+        rows = _node_rows(uid, status, changed)
         sets = "phase=?, message=?, status=?, finished_at=?"
         args: list[Any] = [status.phase, status.message, json.dumps(meta), status.finished_at]
         if control is not None:

@@ -3,7 +3,9 @@
 A Workflow a trigger creates (``k8s`` create of a Workflow, ``argoWorkflow`` submit or submit-from) is
 submitted to the local engine under the name the firing gave it; when a workflow of that name exists
 already and carries the same firing key, the firing was delivered before and nothing more happens.
-A trigger's Workflow whose spec passed validation before (argument values aside) is not validated again.
+A trigger's Workflow whose spec passed validation before (argument values aside) is neither validated
+nor parsed again: its parsed spec and manifest form are kept by that shape, and a firing only puts its
+argument values into them (a sensor submits the same Workflow with new values hundreds of times a second).
 Other kinds are objects in the local store (ConfigMaps, WorkflowTemplates, CronWorkflows, anything):
 create, update (deep merge over the live object), patch (JSON merge patch) and delete. The other
 ``argoWorkflow`` operations (resubmit, retry, resume, suspend, terminate, stop) act on the workflow
@@ -12,8 +14,11 @@ the source names. Called by :class:`engine.runtime.sensors.SensorRunner` inside 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import SpecError, StateError
@@ -31,10 +36,16 @@ from engine.runtime.local.store import CLUSTER
 from engine.runtime.triggersource import TriggerSources
 from engine.spec.events import TriggerTemplate
 from engine.spec.loader import normalise_api_version
-from engine.spec.workflow import API_VERSION, CronWorkflow, Workflow
+from engine.spec.workflow import API_VERSION, CronWorkflow, ObjectMeta, Workflow, WorkflowSpec
 
 # How many distinct trigger workflow specs are remembered as valid (a sensor has a handful).
 VALID_SPECS_MAX = 256
+_WORKFLOW_KEYS = frozenset({"apiVersion", "kind", "metadata", "spec"})
+
+
+def _masked(p: Any) -> bool:
+    """Whether validation_key masks the value of the argument parameter ``p`` (raw manifest form)."""
+    return isinstance(p, dict) and isinstance(p.get("value"), str) and "enum" not in p
 
 
 def validation_key(obj: dict[str, Any]) -> str | None:
@@ -53,9 +64,7 @@ def validation_key(obj: dict[str, Any]) -> str | None:
     if isinstance(args, dict) and isinstance(args.get("parameters"), list):
         params = []
         for p in args["parameters"]:
-            if isinstance(p, dict) and isinstance(p.get("value"), str) and "enum" not in p:
-                p = {**p, "value": ""}
-            params.append(p)
+            params.append({**p, "value": ""} if _masked(p) else p)
         shape["arguments"] = {**args, "parameters": params}
     try:
         text = json.dumps([obj.get("kind"), shape], sort_keys=True, separators=(",", ":"))
@@ -66,12 +75,36 @@ def validation_key(obj: dict[str, Any]) -> str | None:
     return text
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """A trigger Workflow spec that passed validation: parsed, and in manifest form."""
+
+    spec: WorkflowSpec
+    manifest: dict[str, Any]
+
+    def with_values(self, raw: dict[str, Any]) -> tuple[WorkflowSpec, dict[str, Any]]:
+        """This spec with the masked argument values of ``raw``, a spec of the same validation key."""
+        raw_params = (raw.get("arguments") or {}).get("parameters") or ()
+        if not any(_masked(p) for p in raw_params):
+            return self.spec, self.manifest
+        # Only what changes is copied: the rest is shared with the shape, and nothing writes to either.
+        params = list(self.spec.arguments.parameters)
+        dumped = list(self.manifest["arguments"]["parameters"])
+        for i, p in enumerate(raw_params):
+            if _masked(p):
+                params[i] = dataclasses.replace(params[i], value=p["value"])
+                dumped[i] = {**dumped[i], "value": p["value"]}
+        arguments = dataclasses.replace(self.spec.arguments, parameters=tuple(params))
+        manifest = {**self.manifest, "arguments": {**self.manifest["arguments"], "parameters": dumped}}
+        return dataclasses.replace(self.spec, arguments=arguments), manifest
+
+
 class LocalObjectActions:
     def __init__(self, engine: LocalEngine) -> None:
         self.engine = engine
         self.store = engine.store
-        # Validation keys (see validation_key) of trigger Workflows that passed validation.
-        self._valid_specs: set[str] = set()
+        # By validation key (see validation_key): trigger Workflow specs that passed validation.
+        self._shapes: dict[str, _Shape] = {}
 
     @functools.cached_property
     def _sources(self) -> TriggerSources:
@@ -85,6 +118,10 @@ class LocalObjectActions:
         """:meth:`load_source` for the event loop: url/s3/git fetches run in a worker thread."""
         return await self._sources.fetch(template, namespace)
 
+    def batch(self) -> AbstractContextManager[None]:
+        """The store's batch: the workflows and objects a sensor batch creates commit together."""
+        return self.store.batch()
+
     async def run(self, action: ObjectAction, firing: Firing) -> str:
         obj = normalise_api_version(action.obj)
         kind = str(obj.get("kind") or "")
@@ -94,18 +131,31 @@ class LocalObjectActions:
             return await self._submit(obj, firing)
         return self._object(action, obj, kind)
 
+    def _parse(self, obj: dict[str, Any], shape: _Shape | None) -> tuple[Workflow, dict[str, Any] | None]:
+        """``obj`` as a Workflow, and its spec's manifest form when that came from ``shape``."""
+        if shape is not None and obj.keys() <= _WORKFLOW_KEYS and isinstance(obj.get("apiVersion"), str):
+            metadata = ObjectMeta.parse(obj.get("metadata") or {}, "metadata")
+            spec, manifest = shape.with_values(obj["spec"])
+            return Workflow(
+                api_version=obj["apiVersion"], kind="Workflow", metadata=metadata, spec=spec
+            ), manifest
+        return Workflow.parse(obj), None
+
     async def _submit(self, obj: dict[str, Any], firing: Firing) -> str:
+        key = validation_key(obj)
+        shape = self._shapes.get(key) if key is not None else None
         try:
-            wf = Workflow.parse(obj)
+            wf, spec_manifest = self._parse(obj, shape)
         except SpecError as exc:
             raise ActionError(f"the trigger's Workflow is invalid: {exc.one_line()}") from None
         namespace = wf.metadata.namespace or "default"
         name = wf.metadata.name or ""
         # The store's name constraint makes the insert the check: the existing workflow is read only
         # when the submission fails, to tell a redelivered firing from a name taken by another one.
-        key = validation_key(obj)
         try:
-            run = await self.engine.submit(wf, namespace=namespace, validated=key in self._valid_specs)
+            run = await self.engine.submit(
+                wf, namespace=namespace, validated=shape is not None, spec_manifest=spec_manifest
+            )
         except SpecError as exc:
             done = self._submitted_before(namespace, name, firing)
             if done is not None:
@@ -116,10 +166,10 @@ class LocalObjectActions:
             if done is not None:
                 return done
             raise
-        if key is not None:
-            if len(self._valid_specs) >= VALID_SPECS_MAX:
-                self._valid_specs.clear()
-            self._valid_specs.add(key)
+        if key is not None and shape is None:
+            if len(self._shapes) >= VALID_SPECS_MAX:
+                self._shapes.clear()
+            self._shapes[key] = _Shape(wf.spec, wf.spec.dump())
         return f"workflow/{run.name} submitted"
 
     def _submitted_before(self, namespace: str, name: str, firing: Firing) -> str | None:
