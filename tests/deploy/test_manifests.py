@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from engine.cli.main import crd_text
+from engine.runtime.kubernetes.settings import DEFAULT_JETSTREAM_IMAGE
 from engine.spec.crd import custom_resource_definitions, file_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -296,6 +297,7 @@ def test_the_operator_runs_one_locked_down_replica_of_the_published_image() -> N
     assert "emptyDir" in volumes[tmp["name"]]
     env = {e["name"]: e for e in c["env"]}
     assert env["SLUICE_EXECUTOR_IMAGE"]["value"] == c["image"]
+    assert env["SLUICE_JETSTREAM_IMAGE"]["value"] == DEFAULT_JETSTREAM_IMAGE
     assert env["SLUICE_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
 
@@ -530,3 +532,15 @@ def test_retagging_in_an_overlay_moves_the_operator_and_executor_image_together(
     c = operator_container(kustomize(tmp_path))
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert c["image"] == env["SLUICE_EXECUTOR_IMAGE"] == "registry.example/sluicegate:1.2.3"
+
+
+def test_an_overlay_can_move_the_jetstream_image_to_a_mirror(tmp_path: Path) -> None:
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY, tmp_path)],
+        "images": [{"name": "nats", "newName": "mirror.example/nats"}],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay), encoding="utf-8")
+    env = {e["name"]: e.get("value") for e in operator_container(kustomize(tmp_path))["env"]}
+    assert env["SLUICE_JETSTREAM_IMAGE"] == "mirror.example/nats:2.10-alpine"

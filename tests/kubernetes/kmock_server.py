@@ -10,10 +10,12 @@ It listens on 127.0.0.1 (a free port unless ``--port``), prints ``KMOCK_READY <u
 serves, and runs until killed, or with ``--exit-on-stdin-eof`` until its parent closes stdin or dies.
 
 kmock provides, unchanged: the aiohttp server and request parsing, discovery (``/api``, ``/apis``, …) over
-its bundled built-in kinds, the object store with each object's history, GET of one object, error bodies
-shaped as ``Status``. This module adds, each in a named function or method that says why:
+its bundled built-in kinds, the object store with each object's history (a dict keyed by resource,
+namespace and name), error bodies shaped as ``Status``. This module adds, each in a named function or
+method that says why:
 
 * ``parse_path``: ``/api/v1/namespaces[/NAME]`` is the namespaces resource (stock: 500 / 404);
+* ``CompatEmulator._fetch``: GET of one object by its key in the store (stock kmock scans every object);
 * ``CompatEmulator._admit_new``: server-filled metadata on create, 201, namespace must exist, defaults;
 * ``CompatEmulator._register_crd``: a created CustomResourceDefinition makes its kind served;
 * ``CompatEmulator._update``: merge / JSON / strategic patches and PUT, status-subresource rules,
@@ -275,6 +277,10 @@ def apply_patch(content_type: str, current: Body, patch: Any) -> Any:
     )
 
 
+def _owner_uids(obj: Body) -> set[str | None]:
+    return {ref.get("uid") for ref in obj["metadata"].get("ownerReferences") or ()}
+
+
 def _spec_part(obj: Body, *, status_is_subresource: bool) -> Body:
     """The part whose changes bump metadata.generation: all but metadata, and but status when it is a
     subresource (a controller's status writes must not look like new desired state)."""
@@ -349,6 +355,10 @@ class CompatEmulator(kmock.KubernetesEmulator):
     _logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)  # (pod uid, container) → text
     _crd_resources: dict[str, list[kmock.resource]] = attrs.field(factory=dict, init=False)
     _gc_tasks: set[asyncio.Task[None]] = attrs.field(factory=set, init=False)
+    # For the garbage collector, kept by _commit over the live objects: owner uid → the keys of the objects
+    # whose ownerReferences name it (a dict for its order), and the uids of the live objects.
+    _dependents: dict[str | None, dict[Key, None]] = attrs.field(factory=dict, init=False)
+    _uids: set[str | None] = attrs.field(factory=set, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -368,7 +378,7 @@ class CompatEmulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         # kmock records every request and scans the whole record for each request it answers itself
-        # (GET of one object, discovery): unbounded, that is quadratic over a long run. Only requests
+        # (lists, watches, discovery): unbounded, that is quadratic over a long run. Only requests
         # being answered need to be in it; keep a recent window for tests that look at it.
         if len(self._requests) > REQUEST_RECORD_LIMIT:
             del self._requests[: len(self._requests) - REQUEST_RECORD_LIMIT // 2]
@@ -410,7 +420,9 @@ class CompatEmulator(kmock.KubernetesEmulator):
             if request.name is None:
                 return await self._delete_collection(request)
             return await self._delete(request, info)
-        return await super()._handle(request)  # GET one (kmock's), list and watch (overridden below)
+        if request.action == kmock.action.FETCH:
+            return await self._fetch(request)
+        return await super()._handle(request)  # list and watch (overridden below)
 
     def _served(self, resource: kmock.resource) -> kmock.ResourceInfo:
         """Only built-in kinds and kinds of created CRDs are served; stock kmock stores any kind at all,
@@ -426,11 +438,20 @@ class CompatEmulator(kmock.KubernetesEmulator):
     ) -> Key:
         return (resource, namespace if info.namespaced else None, name)
 
+    def _stored(self, key: Key) -> Body | None:
+        """The object's current state as stored, or None when absent or deleted: one look-up by key, as
+        every read of one object is here. Read it, never change it: a committed state is also an event
+        that open watches may still be sending."""
+        try:
+            stored = self._objects[key]
+        except KeyError:
+            return None
+        return None if stored.deleted else stored.raw
+
     def _live(self, key: Key) -> Body | None:
-        """A private copy of the object's current state, or None when absent or deleted."""
-        if key in self._objects and not self._objects[key].deleted:
-            return copy.deepcopy(self._objects[key].raw)
-        return None
+        """A private copy of the object's current state (one to change and commit), or None."""
+        body = self._stored(key)
+        return None if body is None else copy.deepcopy(body)
 
     def _commit(self, resource: kmock.resource, key: Key, body: Body, event: str) -> Body:
         """Store the object's next state (or its deletion) under the next resourceVersion; journal the event.
@@ -438,6 +459,7 @@ class CompatEmulator(kmock.KubernetesEmulator):
         Callers hold ``self._lock`` (or run before serving), so resourceVersions and events stay in order.
         """
         body["metadata"]["resourceVersion"] = self._journal.next_rv()
+        self._index(key, self._stored(key), None if event == "DELETED" else body)
         if event == "DELETED":
             self._objects[key].delete()
         elif key in self._objects:
@@ -446,6 +468,36 @@ class CompatEmulator(kmock.KubernetesEmulator):
             self._objects[key] = body
         self._journal.record(resource, {"type": event, "object": body})
         return body
+
+    def _index(self, key: Key, old: Body | None, new: Body | None) -> None:
+        """Move ``key`` in the garbage collector's indexes from its stored state to its next (None: gone)."""
+        before, after = (_owner_uids(b) if b is not None else set() for b in (old, new))
+        for uid in before - after:
+            keys = self._dependents.get(uid, {})
+            keys.pop(key, None)
+            if not keys:
+                self._dependents.pop(uid, None)
+        for uid in after - before:
+            self._dependents.setdefault(uid, {})[key] = None
+        if old is not None:
+            self._uids.discard(old["metadata"].get("uid"))
+        if new is not None:
+            self._uids.add(new["metadata"].get("uid"))
+
+    # -- read one --
+
+    async def _fetch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """GET of one object, ``/status`` included (the whole object, as on a server). Stock kmock finds it
+        by comparing every stored object with the URL, after matching the request against the whole
+        request record; here it is one look-up. The answer is stock's: the URL's namespace and name are
+        the key as given (so a cluster-scoped kind under a namespace URL is not found), and an absent
+        object is kmock's own 404."""
+        assert request.resource is not None and request.name is not None
+        async with self._lock:
+            body = self._stored((request.resource, request.namespace, request.name))
+            if body is None:
+                raise kmock.KubernetesObjectNotFoundError()
+            return aiohttp.web.json_response(body)
 
     # -- create --
 
@@ -723,14 +775,19 @@ class CompatEmulator(kmock.KubernetesEmulator):
     async def _collect_garbage(self, owner_uid: str) -> None:
         """Delete the dependents of a deleted owner once none of their owners is left, in the background as
         the garbage collector does (stock kmock: none; the operator's pods are owned by their workflow).
-        Propagation policies (Orphan, Foreground) and blockOwnerDeletion are not emulated."""
+        Propagation policies (Orphan, Foreground) and blockOwnerDeletion are not emulated.
+        The dependents and the owners still alive come from indexes: a scan of every object made each
+        delete cost milliseconds per thousand objects. Which owners are alive is decided before any
+        dependent goes; one that was an owner too has its own collection."""
         async with self._lock:
-            live = {key: body for key in list(self._objects) if (body := self._live(key)) is not None}
-            uids = {body["metadata"].get("uid") for body in live.values()}
-            for key, body in live.items():
-                owners = {ref.get("uid") for ref in body["metadata"].get("ownerReferences") or ()}
-                if owner_uid in owners and not owners & uids:
-                    self._delete_locked(key[0], key, body)
+            dependents = [
+                (key, body)
+                for key in self._dependents.get(owner_uid, {})
+                if (body := self._live(key)) is not None
+            ]
+            orphans = [(key, body) for key, body in dependents if not _owner_uids(body) & self._uids]
+            for key, body in orphans:
+                self._delete_locked(key[0], key, body)
 
     # -- read: list and watch --
 
@@ -919,6 +976,8 @@ class CompatEmulator(kmock.KubernetesEmulator):
         for task in self._gc_tasks:
             task.cancel()
         self._objects.clear()
+        self._dependents.clear()
+        self._uids.clear()
         self._logs.clear()
         self._requests.clear()
         for errors in self._errors:
