@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 FETCH_BATCH = 128
 # How long a trigger works through a batch before it lets other tasks run.
 SLICE = 0.005
+# The most unfinished events a trigger counts for SensorRunner.backlog (far above any pacing limit).
+UNFINISHED_MAX = 4096
 IDLE_POLL = 30.0
 RATE_UNITS = {"Second": 1.0, "Minute": 60.0, "Hour": 3600.0}
 
@@ -234,6 +236,8 @@ class SensorRunner:
             # A publisher may hear of its commit after the trigger already acted on the event.
             if subject in tt.subjects and seq > tt.finished_seq:
                 bisect.insort(tt.unfinished, seq)
+                if len(tt.unfinished) > UNFINISHED_MAX:  # a stalled trigger: count no further
+                    del tt.unfinished[0]
 
     def backlog(self, namespace: str | None = None, subject: tuple[str, str] | None = None) -> int | None:
         """The most events noted by :meth:`note_published` that a trigger listening to ``subject`` (any

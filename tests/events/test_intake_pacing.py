@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.runtime.local.events import IntakePacer
-from engine.runtime.sensors import SensorRunner
+from engine.runtime.sensors import UNFINISHED_MAX, SensorRunner
 from tests.events.conftest import webhook_event
 from tests.events.scene import NAMESPACE, TRIGGER, Receiver, Scene, always, http_trigger, until
 
@@ -150,3 +150,17 @@ def test_a_held_event_goes_once_its_own_triggers_catch_up_whatever_other_sensors
     assert mine_s < 0.5
     assert theirs_s >= 0.9
     assert quick.noted == [1] and stuck.noted == [2]
+
+
+def test_a_stalled_trigger_counts_a_bounded_backlog(tmp_path: Path) -> None:
+    async def main() -> int | None:
+        scene = Scene(tmp_path, http_trigger(TRIGGER, "http://127.0.0.1:9/never"))
+        try:
+            runner = await scene.start_runner()
+            for seq in range(1, UNFINISHED_MAX + 100):
+                runner.note_published(NAMESPACE, ("webhook", "example"), seq)
+            return runner.backlog(NAMESPACE, ("webhook", "example"))
+        finally:
+            await scene.close()
+
+    assert asyncio.run(main()) == UNFINISHED_MAX

@@ -4,7 +4,8 @@ One :class:`LocalEngine` hosts many workflows. Each running workflow has a drive
 take the step outcomes that arrived, ``reconcile`` (the pure core), write the changed nodes in one
 transaction, carry out the plan (start/kill processes, save cache entries), then sleep until an
 outcome arrives or the core's requeue time. Outcomes are batched, so a burst of finished steps costs
-one reconcile and one commit.
+one reconcile and one commit. A new workflow's first reconcile runs as it is submitted, so it is
+stored once, with its first nodes, before the driver carries out that first plan.
 
 Crash safety: a workflow row names its owner (``pid:start-time``). On start the engine adopts the
 unfinished workflows whose owner is gone, kills the process trees their in-flight steps left behind,

@@ -5,7 +5,8 @@ Tables: workflows (phase, message, status without nodes, control flags, owning p
 changed nodes are written after each reconcile), stored objects (WorkflowTemplate,
 ClusterWorkflowTemplate, CronWorkflow, ConfigMap, Secret), the memoization cache and cron state.
 Every reconcile's changes are written in one transaction, so a ``kill -9`` loses nothing that was
-acknowledged. Used by the local engine, the server and the CLI.
+acknowledged; :meth:`Store.batch` lets a sensor's batch of submissions share one commit. Used by the
+local engine, the server and the CLI.
 """
 
 from __future__ import annotations
