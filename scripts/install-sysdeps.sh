@@ -6,11 +6,15 @@
 #               `make conformance` links the ones the host lacks into a PATH directory of its own
 #   nats-server the JetStream server the cluster event bus tests start (tests/natsserver.py); Debian puts
 #               it in /usr/sbin
+#   git, openssl sensors' git trigger sources run git; the tests serve a git repository and make a TLS
+#               certificate with openssl
 set -u
 want=()
 command -v bwrap >/dev/null 2>&1 || want+=(bubblewrap)
 command -v busybox >/dev/null 2>&1 || want+=(busybox)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || want+=(nats-server)
+command -v git >/dev/null 2>&1 || want+=(git)
+command -v openssl >/dev/null 2>&1 || want+=(openssl)
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "sysdeps: not installing ${want[*]} (needs root and apt); the runtime and tests fall back" >&2

@@ -63,10 +63,27 @@ STILL_RUNNING = "StillRunning"
 NOT_STARTED = "NotStarted"
 
 
+def conformance_base() -> Path:
+    """Where the conformance corpora are: $SLUICE_CONFORMANCE_DIR, or ../shared/conformance beside the
+    checkout (where the project's machines and CI keep them)."""
+    setting = os.environ.get(CORPUS_ENV)
+    return Path(setting) if setting else REPO.parent / "shared" / "conformance"
+
+
+def events_sensors_dir() -> Path:
+    """The Argo Events example sensors (test data, read in place)."""
+    return conformance_base() / "argo-events" / "sensors"
+
+
+EVENTS_CORPUS_MISSING = (
+    f"Argo Events sensor corpus not found: no argo-events/sensors under {CORPUS_ENV} or ../shared/conformance"
+)
+
+
 def locate_corpus() -> tuple[Path | None, str]:
     """The Argo corpus directory, or None and the reason it is not usable."""
     setting = os.environ.get(CORPUS_ENV)
-    base = Path(setting) if setting else REPO.parent / "shared" / "conformance"
+    base = conformance_base()
     corpus = base / ARGO_CORPUS
     where = f"{CORPUS_ENV}={setting}" if setting else f"default {base}"
     if not (corpus / "manifest.json").is_file():

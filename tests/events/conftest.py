@@ -5,25 +5,36 @@ Used by the tests under ``tests/events`` and by ``tests/runtime_local/test_senso
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conformance.run import CORPUS_ENV, REPO
+from engine.events.model import Event
+from tests.conformance.run import EVENTS_CORPUS_MISSING, events_sensors_dir
 
 
 @pytest.fixture(scope="session")
 def events_corpus() -> Path:
-    setting = os.environ.get(CORPUS_ENV)
-    base = Path(setting) if setting else REPO.parent / "shared" / "conformance"
-    corpus = base / "argo-events"
-    if not (corpus / "sensors").is_dir():
-        why = f"Argo Events corpus not found: no argo-events/sensors under {base}"
-        print(why)
-        pytest.skip(why)
-    return corpus
+    sensors = events_sensors_dir()
+    if not sensors.is_dir():
+        print(EVENTS_CORPUS_MISSING)
+        pytest.skip(EVENTS_CORPUS_MISSING)
+    return sensors.parent
+
+
+def model_event(data: Any = None, **context: str) -> Event:
+    """An :class:`Event` of webhook source ``webhook``, event ``example``, id ``e1``; ``context``
+    overrides any attribute."""
+    attrs = {
+        "id": "e1",
+        "source": "webhook",
+        "type": "webhook",
+        "subject": "example",
+        "time": "2024-05-01T12:00:00Z",
+        **context,
+    }
+    return Event(data=data, **attrs)
 
 
 def webhook_event(n: int) -> dict[str, Any]:

@@ -21,18 +21,9 @@ from engine.spec.events import (
     TimeFilter,
 )
 from engine.spec.loader import load_file
+from tests.events.conftest import model_event
 
-
-def event(data: Any = None, **context: str) -> Event:
-    attrs = {
-        "id": "e1",
-        "source": "webhook",
-        "type": "webhook",
-        "subject": "example",
-        "time": "2024-05-01T12:00:00Z",
-    }
-    attrs.update(context)
-    return Event(data=data, **attrs)
+event = model_event
 
 
 def dependency(corpus: Path, sensor: str, index: int = 0) -> EventDependency:

@@ -25,18 +25,12 @@ from engine.events.parameters import (
 )
 from engine.spec.events import TriggerParameter, TriggerParameterSource
 from engine.spec.loader import load_file
+from tests.events.conftest import model_event
 
 
 def event(data: Any = None, **context: str) -> Event:
-    attrs = {
-        "id": "e1",
-        "source": "webhook",
-        "type": "webhook",
-        "subject": "example",
-        "time": "2024-05-01T12:00:00.123456789+02:00",
-    }
-    attrs.update(context)
-    return Event(data=data, **attrs)
+    """An event whose time has nanoseconds and an offset, as templates may print it."""
+    return model_event(data, **{"time": "2024-05-01T12:00:00.123456789+02:00", **context})
 
 
 def param(dest: str = "x", operation: str | None = None, **src: Any) -> TriggerParameter:

@@ -682,7 +682,7 @@ def test_construction_refuses_what_cannot_run(s3: MotoS3) -> None:
 def strict_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
     """A second moto server that checks credentials (moto accepts any keys unless told otherwise)."""
     if not MOTO_SERVER.exists():
-        pytest.skip(f"moto_server not found at {MOTO_SERVER}")
+        pytest.skip(f"moto_server not found at {MOTO_SERVER} (the test extras install it)")
     saved = os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT")
     os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
     try:

@@ -180,7 +180,7 @@ def site() -> Iterator[tuple[Site, ThreadedServer]]:
 def self_signed(tmp: Path) -> ssl.SSLContext:
     openssl = shutil.which("openssl")
     if openssl is None:
-        why = "openssl not found: cannot make a self-signed certificate for the TLS test"
+        why = "openssl not found (make test installs it, scripts/install-sysdeps.sh): no TLS certificate"
         print(why)
         pytest.skip(why)
     cert, key = tmp / "cert.pem", tmp / "key.pem"
@@ -198,7 +198,7 @@ def self_signed(tmp: Path) -> ssl.SSLContext:
 
 def git(*args: str, cwd: Path | None = None) -> str:
     if GIT is None:
-        why = "git not found on PATH: the git trigger source needs it"
+        why = "git not found (make test installs it, scripts/install-sysdeps.sh): git sources need it"
         print(why)
         pytest.skip(why)
     env = {

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 from engine.errors import ExprError
 from engine.expr import gjson_exists, gjson_get, gjson_raw, gjson_text
 from engine.expr.limits import MAX_NESTING, MAX_SOURCE
+from tests.conformance.run import EVENTS_CORPUS_MISSING, events_sensors_dir
 
 # The document of gjson's path-syntax guide.
 GUIDE: dict[str, Any] = json.loads(
@@ -258,12 +257,7 @@ def test_values_are_only_read_never_called() -> None:
 
 def _sensor_paths() -> list[tuple[str, str]]:
     """Every gjson path the Argo Events sensor corpus writes (dataKey, data filter and field paths)."""
-    base = os.environ.get("SLUICE_CONFORMANCE_DIR")
-    root = (
-        (Path(base) if base else Path(__file__).resolve().parents[3] / "shared" / "conformance")
-        / "argo-events"
-        / "sensors"
-    )
+    root = events_sensors_dir()
     found: list[tuple[str, str]] = []
 
     def walk(node: Any, where: str, in_filters: bool) -> None:
@@ -294,7 +288,7 @@ def _event_holding(path: str, leaf: Any) -> Any:
     return value
 
 
-@pytest.mark.skipif(not SENSOR_PATHS, reason="Argo Events sensor corpus not found")
+@pytest.mark.skipif(not SENSOR_PATHS, reason=EVENTS_CORPUS_MISSING)
 def test_every_corpus_path_reads_the_value_it_names() -> None:
     for where, path in SENSOR_PATHS:
         assert gjson_exists({}, path) is False, (where, path)

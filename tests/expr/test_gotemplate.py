@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from engine.errors import ExprError
 from engine.expr import render_template
 from engine.expr.gotemplate import MAX_OUTPUT
 from engine.expr.limits import MAX_NESTING, MAX_SOURCE
+from tests.conformance.run import EVENTS_CORPUS_MISSING, events_sensors_dir
 
 # A webhook event's data, JSON-decoded: what ``.Input`` is for a dataTemplate.
 EVENT: dict[str, Any] = {
@@ -61,12 +60,7 @@ CONTEXT = {"id": "1", "source": "webhook", "subject": "my subject", "type": "web
 
 
 def _corpus_templates() -> list[tuple[str, str, str]]:
-    base = os.environ.get("SLUICE_CONFORMANCE_DIR")
-    root = (
-        (Path(base) if base else Path(__file__).resolve().parents[3] / "shared" / "conformance")
-        / "argo-events"
-        / "sensors"
-    )
+    root = events_sensors_dir()
     found: list[tuple[str, str, str]] = []
 
     def walk(node: Any, where: str) -> None:
@@ -93,7 +87,7 @@ def _corpus_templates() -> list[tuple[str, str, str]]:
 CORPUS = _corpus_templates()
 
 
-@pytest.mark.skipif(not CORPUS, reason="Argo Events sensor corpus not found")
+@pytest.mark.skipif(not CORPUS, reason=EVENTS_CORPUS_MISSING)
 @pytest.mark.parametrize(("file", "key", "template"), CORPUS)
 def test_corpus_template_renders_as_argo_events_would(file: str, key: str, template: str) -> None:
     data = CONTEXT if key == "contextTemplate" else EVENT

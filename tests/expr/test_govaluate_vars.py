@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from engine.expr import (
     evaluate_when,
     gjson_get,
 )
+from tests.conformance.run import EVENTS_CORPUS_MISSING, events_sensors_dir
 
 EVENT = {"a": "b", "c": 10, "e": False, "s": "xyz-42", "f": 2.5, "n": None, "l": [1, "two"], "m": {"k": 1}}
 
@@ -121,16 +120,10 @@ def test_when_still_reads_bare_words_as_strings() -> None:
 # --- the corpus: expression filters with the payload their comments give ----------------------------
 
 
-def _sensors_dir() -> Path:
-    base = os.environ.get("SLUICE_CONFORMANCE_DIR")
-    root = Path(base) if base else Path(__file__).resolve().parents[3] / "shared" / "conformance"
-    return root / "argo-events" / "sensors"
-
-
 def _expr_filter_cases() -> list[tuple[str, str, dict[str, str], Any, bool]]:
     """(file, expr, name -> path, payload, expected) for every annotated expr filter in the corpus."""
     cases: list[tuple[str, str, dict[str, str], Any, bool]] = []
-    sensors = _sensors_dir()
+    sensors = events_sensors_dir()
     for file in sorted(sensors.glob("*.yaml")) if sensors.is_dir() else []:
         text = file.read_text()
         header = re.match(r"# Event Payload\n((?:#.*\n)+)", text)
@@ -156,7 +149,7 @@ CASES = _expr_filter_cases()
 MISLABELLED = {("filter-with-multiple-expr-filters-in-or.yaml", 'a == "b" || c != 10')}
 
 
-@pytest.mark.skipif(not CASES, reason="Argo Events sensor corpus not found")
+@pytest.mark.skipif(not CASES, reason=EVENTS_CORPUS_MISSING)
 @pytest.mark.parametrize(("file", "expr", "fields", "payload", "expected"), CASES)
 def test_corpus_expression_filters_give_their_annotated_result(
     file: str, expr: str, fields: dict[str, str], payload: Any, expected: bool
