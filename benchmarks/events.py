@@ -34,7 +34,8 @@ How to read it:
                   load the sensor needed to catch up: whether it kept up with what was accepted. The
                   targets block also prints the rate through to the workflow: acknowledged events /
                   (load start to the last of their workflows);
-* ``server CPU``  CPU time (user + sys, every thread) of the server process(es) per accepted event;
+* ``server CPU``  CPU time (user + sys, every thread) of the server process and its intake process
+                  per accepted event;
                   ``client CPU`` this process's per request (the machine is shared by both);
 * latencies, p50 / p99 in ms: ``answer`` send to 2xx (the event is on the bus); ``to bus`` send to the
   bus's commit timestamp of that event; ``bus->wf`` that timestamp to the workflow's ``created_at``;
@@ -48,14 +49,17 @@ How to read it:
 The server paces its sources (``sluice server --intake-limit``, 16 by default): a webhook request whose
 event a trigger with 16 unfinished events listens to waits before the event goes on the bus, so the
 closed loop runs at what the sensor sustains instead of piling events up on the bus. ``--intake-limit``
-here passes another limit (0: none) to compare.
+here passes another limit (0: none) to compare. The server serves its webhooks from an intake process
+of its own, on another core than the sensor and the engine; ``--no-intake-process`` runs them in the
+server's process to compare.
 
 Targets (the embedded bus): >= 1,000 accepted events/s with p99 <= 25 ms (printed for end to end and
 for the answer), lost = duplicated = 0 in both the steady and the crash run. A missed target is a
 finding, not a failure: the exit code is 0 either way. ``--profile`` runs the steady scenario's server
-under cProfile (its main thread, where the webhook, the sensor and the engine run; the bus's SQLite
-writer is a thread of its own) and prints on stderr a per-event breakdown by stage, then the top
-functions. ``--keep`` keeps the homes (server logs, ``state.db``, ``events.db``).
+under cProfile (its main thread: the sensor and the engine, and the webhook with
+``--no-intake-process``; the bus's SQLite writer is a thread of its own) and prints on stderr a
+per-event breakdown by stage, then the top functions. ``--keep`` keeps the homes (server logs,
+``state.db``, ``events.db``).
 
 The bus is a :class:`Bus` behind ``--bus``. ``embedded`` is the above. ``jetstream`` runs the cluster's
 pipeline on this machine (:class:`JetStreamBusRun`): ``nats-server -js`` and the tests' API server
@@ -76,7 +80,7 @@ production setting. Targets: >= 500 accepted events/s, lost = duplicated = 0.
 
 Run: ``.venv/bin/python benchmarks/events.py [--bus embedded|jetstream] [--quick] [--duration S]
 [--concurrency C] [--no-crash] [--scenarios floor,intake,steady,crash] [--profile] [--keep]
-[--state-dir DIR] [--intake-limit N] [--sensor-qps Q] [--drain-timeout S]``.
+[--state-dir DIR] [--intake-limit N] [--no-intake-process] [--sensor-qps Q] [--drain-timeout S]``.
 """
 
 from __future__ import annotations
@@ -213,6 +217,28 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the server's intake process, say), as far as they are alive."""
+    out = [pid]
+    for child in out:
+        try:
+            with open(f"/proc/{child}/task/{child}/children", encoding="ascii") as f:
+                out.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """:func:`proc_cpu` summed over ``pid`` and its descendants."""
+    return sum(proc_cpu(p) for p in proc_tree(pid))
+
+
+def tree_peak_rss_mb(pid: int) -> float:
+    """The peak RSS of ``pid`` and of each descendant, summed (the most they could have held at once)."""
+    return sum(proc_peak_rss_mb(p) for p in proc_tree(pid))
+
+
 def proc_peak_rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as f:
@@ -286,8 +312,9 @@ class Bus:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.cpu_of_dead = 0.0
         self.rss_mb = 0.0
-        # embedded: `sluice server --intake-limit` (None: the server's default)
+        # embedded: `sluice server --intake-limit` (None: the server's default), --no-intake-process
         self.intake_limit: int | None = None
+        self.intake_process = True
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
@@ -301,7 +328,8 @@ class Bus:
 
     def server_args(self) -> list[str]:
         pace = [] if self.intake_limit is None else ["--intake-limit", str(self.intake_limit)]
-        return ["server", "--no-cron", "--webhook-port", f"{SPEC_PORT}={self.port}", *pace]
+        own = [] if self.intake_process else ["--no-intake-process"]
+        return ["server", "--no-cron", "--webhook-port", f"{SPEC_PORT}={self.port}", *pace, *own]
 
     def start(self, timeout: float = 30) -> float:
         """Start the server; return once its webhook port answers (seconds it took)."""
@@ -357,8 +385,8 @@ class Bus:
     def kill(self) -> None:
         """SIGKILL the server, as a crash would, and reap it."""
         proc = self.proc
-        self.rss_mb = max(self.rss_mb, proc_peak_rss_mb(proc.pid))
-        self.cpu_of_dead += proc_cpu(proc.pid)
+        self.rss_mb = max(self.rss_mb, tree_peak_rss_mb(proc.pid))
+        self.cpu_of_dead += tree_cpu(proc.pid)
         proc.kill()
         proc.wait(timeout=30)
 
@@ -367,8 +395,8 @@ class Bus:
         proc = self.proc
         if proc.poll() is not None:
             return
-        self.rss_mb = max(self.rss_mb, proc_peak_rss_mb(proc.pid))
-        self.cpu_of_dead += proc_cpu(proc.pid)
+        self.rss_mb = max(self.rss_mb, tree_peak_rss_mb(proc.pid))
+        self.cpu_of_dead += tree_cpu(proc.pid)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
@@ -378,7 +406,7 @@ class Bus:
 
     def cpu(self) -> float:
         live = self.proc.pid if self.procs and self.proc.poll() is None else None
-        return self.cpu_of_dead + (proc_cpu(live) if live else 0.0)
+        return self.cpu_of_dead + (tree_cpu(live) if live else 0.0)
 
     def close(self) -> None:
         """Stop what the bus runs besides the server (nothing for the embedded bus)."""
@@ -1017,6 +1045,7 @@ def run_engine(args: argparse.Namespace, label: str, *, profile: Path | None = N
     if isinstance(bus, JetStreamBusRun):
         bus.sensor_qps = args.sensor_qps
     bus.intake_limit = args.intake_limit
+    bus.intake_process = not args.no_intake_process
     try:
         bus.start()
         bus.configure(sensor=label != "intake")
@@ -1288,6 +1317,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="embedded: run the server with this --intake-limit (0: no pacing; default: the server's own)",
     )
+    ap.add_argument(
+        "--no-intake-process",
+        action="store_true",
+        help="embedded: serve the webhooks from the server's own process (sluice server --no-intake-process)",
+    )
     ap.add_argument("--no-crash", action="store_true", help="skip the SIGKILL-and-restart scenario")
     ap.add_argument("--profile", action="store_true", help="cProfile the server in the steady scenario")
     ap.add_argument("--keep", action="store_true", help="keep each scenario's SLUICE_HOME")
@@ -1316,6 +1350,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--sensor-qps is for --bus jetstream")
     if args.bus == "jetstream" and args.intake_limit is not None:
         ap.error("--intake-limit is for --bus embedded (the cluster's event processes do not pace)")
+    if args.bus == "jetstream" and args.no_intake_process:
+        ap.error("--no-intake-process is for --bus embedded")
     if args.bus == "jetstream" and args.profile:
         ap.error("--profile profiles `sluice server`: it is for --bus embedded")
 
@@ -1338,6 +1374,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.bus == "embedded":
         pace = f"the server's default ({PACE_LIMIT})" if args.intake_limit is None else str(args.intake_limit)
         print(f"intake pacing (sluice server --intake-limit): {pace}; 0 means none")
+        where = "the server's own process" if args.no_intake_process else "an intake process of their own"
+        print(f"webhooks served from {where} (sluice server --[no-]intake-process)")
     print(
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, aiohttp {aiohttp.__version__},"
         f" {os.cpu_count()} CPU(s), load {load1:.2f} / {load5:.2f} (1 / 5 min)"

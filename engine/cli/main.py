@@ -499,6 +499,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         webhook_ports=ports or None,
         s3_poll_interval=args.s3_poll_interval,
         pace_limit=PACE_LIMIT if args.intake_limit is None else max(0, args.intake_limit),
+        intake_process=args.intake_process,
     )
     asyncio.run(server.serve(cron=not args.no_cron, events=not args.no_events))
     return EXIT_OK
@@ -1059,6 +1060,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="hold a source's event while a sensor trigger listening to it has N events still to act on"
         " (for at most half a second; default 16; 0: never)",
+    )
+    p.add_argument(
+        "--intake-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve webhooks from a process of their own, so they run on another core than the sensors"
+        " and workflows (default; --no-intake-process serves them in the server's process)",
     )
     p.set_defaults(func=cmd_server)
 

@@ -6,7 +6,10 @@ loopback port, stores EventSources and Sensors with the CLI and sends real HTTP 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -21,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from engine.cli.client import Client
 from engine.events.actions import ANNOTATION_EVENT_IDS
 from engine.runtime.local.store import Store
 from tests.cli.support import ServerProcess, cli, wait_for, write
@@ -176,13 +180,14 @@ class EventsServer:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., EventsServer]]:
-    """Starts ``sluice server`` (with these extra arguments) on a fresh home; killed after the test."""
+    """Starts ``sluice server`` (with these extra arguments) on a home (``home`` under the test's
+    folder, fresh unless a server of this test used it); killed after the test."""
     started: list[EventsServer] = []
 
-    def start(*extra_args: str) -> EventsServer:
+    def start(*extra_args: str, home: str = "home") -> EventsServer:
         port = free_port()
         args = ("--no-cron", "--webhook-port", f"12000={port}", *extra_args)
-        server = EventsServer(ServerProcess(tmp_path / "home", extra_args=args), port, tmp_path)
+        server = EventsServer(ServerProcess(tmp_path / home, extra_args=args), port, tmp_path)
         started.append(server)
         server.srv.start()
         return server
@@ -271,40 +276,48 @@ class _Flaky(BaseHTTPRequestHandler):
         pass
 
 
-def test_http_trigger_retries_until_the_endpoint_accepts(events_server: EventsServer) -> None:
-    server = events_server
-    target = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    _Flaky.calls = []
+@contextlib.contextmanager
+def endpoint(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server on a free loopback port answering with ``handler``; yields the URL to call."""
+    target = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=target.serve_forever, daemon=True).start()
     try:
-        sensor = f"""
-apiVersion: argoproj.io/v1alpha1
-kind: Sensor
-metadata: {{name: notify}}
-spec:
-  dependencies:
-  - {{name: push, eventSourceName: webhook, eventName: example}}
-  triggers:
-  - template:
-      name: tell
-      http:
-        url: http://127.0.0.1:{target.server_address[1]}/hook
-        method: POST
-        payload:
-        - src: {{dependencyName: push, dataKey: body.who}}
-          dest: who
-    retryStrategy: {{steps: 4, duration: 100ms}}
-    policy: {{status: {{allow: [200]}}}}
-    atLeastOnce: true
-"""
+        yield f"http://127.0.0.1:{target.server_address[1]}/hook"
+    finally:
+        target.shutdown()
+
+
+def http_sensor(name: str, http: dict[str, Any], **trigger: Any) -> dict[str, Any]:
+    """A Sensor calling ``http`` (method POST) for each event of webhook/example."""
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Sensor",
+        "metadata": {"name": name},
+        "spec": {
+            "dependencies": [dependency("push", "webhook", "example")],
+            "triggers": [{"template": {"name": "tell", "http": {"method": "POST", **http}}, **trigger}],
+        },
+    }
+
+
+def test_http_trigger_retries_until_the_endpoint_accepts(events_server: EventsServer) -> None:
+    server = events_server
+    _Flaky.calls = []
+    with endpoint(_Flaky) as url:
+        payload = [{"src": {"dependencyName": "push", "dataKey": "body.who"}, "dest": "who"}]
+        sensor = http_sensor(
+            "notify",
+            {"url": url, "payload": payload},
+            retryStrategy={"steps": 4, "duration": "100ms"},
+            policy={"status": {"allow": [200]}},
+            atLeastOnce=True,
+        )
         server.apply("webhook.yaml", WEBHOOK)
         server.apply("sensor.yaml", sensor)
         server.accept("/example", {"who": "ada"})
         server.wait_for("three calls", lambda: len(_Flaky.calls) >= 3)
         time.sleep(0.5)
         assert _Flaky.calls == [b'{"who":"ada"}'] * 3
-    finally:
-        target.shutdown()
 
 
 CALENDAR = """
@@ -376,3 +389,135 @@ spec:
     client.put_object(Bucket=BUCKET, Key="incoming/day-1.csv", Body=b"a,b\n")
     row = server.the_one_workflow("ingest-", settle=1.5)
     assert row.manifest["spec"]["arguments"]["parameters"][0]["value"] == "incoming/day-1.csv"
+
+
+# -------------------------------------------------------------------------------------- the intake process
+
+
+def events_status(server: EventsServer) -> dict[str, Any]:
+    status: dict[str, Any] = Client(server.home).call("GET", "/api/v1/events/status", timeout=10)
+    return status
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+COUNTER = workflow_sensor("count", "counted", "k8s", "counted-", dependency("push", "webhook", "example"))
+
+
+def test_the_intake_process_serves_the_webhooks_and_is_started_again_when_it_dies(
+    events_server: EventsServer,
+) -> None:
+    server = events_server
+    server.apply("webhook.yaml", WEBHOOK)
+    server.apply("sensor.yaml", COUNTER)
+    first = events_status(server)["intakePid"]
+    assert first != server.srv.pid and "engine.runtime.local.intake" in cmdline(first)
+    server.accept("/example", {"n": 1})
+    server.wait_for("the first workflow", lambda: len(server.workflows("counted-")) == 1)
+    os.kill(first, signal.SIGKILL)
+    second = server.wait_for(
+        "a new intake process",
+        lambda: (pid := events_status(server)["intakePid"]) not in (None, first) and pid,
+    )
+    assert "engine.runtime.local.intake" in cmdline(second)
+
+    def served() -> bool:
+        try:
+            return server.post("/example", {"n": 2}) == (200, "success")
+        except urllib.error.URLError:  # not listening yet
+            return False
+
+    server.wait_for("the webhook served again", served)
+    server.wait_for("the second workflow", lambda: len(server.workflows("counted-")) == 2)
+
+
+def test_a_killed_server_takes_its_intake_process_with_it(events_server: EventsServer) -> None:
+    server = events_server
+    server.apply("webhook.yaml", WEBHOOK)
+    child = events_status(server)["intakePid"]
+    assert "engine.runtime.local.intake" in cmdline(child)
+    server.srv.kill()
+    server.wait_for(
+        "the intake process gone", lambda: "engine.runtime.local.intake" not in cmdline(child), 10
+    )
+    # The port is free again: a new server binds it and serves.
+    server.srv.start()
+    server.accept("/example", {"n": 1})
+
+
+def test_without_an_intake_process_the_server_serves_the_webhooks_itself(
+    start_server: Callable[..., EventsServer],
+) -> None:
+    server = start_server("--no-intake-process")
+    server.apply("webhook.yaml", WEBHOOK)
+    server.apply("sensor.yaml", COUNTER)
+    assert events_status(server)["intakePid"] is None
+    server.accept("/example", {"n": 1})
+    server.wait_for("the workflow", lambda: len(server.workflows("counted-")) == 1)
+
+
+class _Slow(BaseHTTPRequestHandler):
+    """An HTTP trigger's endpoint that takes DELAY seconds per request."""
+
+    hits: list[int] = []
+    delay = 0.02
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(type(self).delay)
+        type(self).hits.append(1)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def most_events_behind(server: EventsServer, *, clients: int, events: int) -> int:
+    """``clients`` concurrent senders post ``events`` events in all, each after its previous answer, to a
+    sensor whose HTTP trigger takes 20 ms each; the most accepted events not yet acted on that a sender
+    saw right after an answer."""
+    _Slow.hits = []
+    with endpoint(_Slow) as url:
+        sensor = http_sensor("slow", {"url": url})
+        server.apply("webhook.yaml", WEBHOOK)
+        server.apply("sensor.yaml", sensor)
+        accepted: list[int] = []
+        behind: list[int] = []
+        numbers = iter(range(events))
+        lock = threading.Lock()
+
+        def client() -> None:
+            for n in numbers:
+                server.accept("/example", {"n": n})
+                with lock:
+                    accepted.append(n)
+                    behind.append(len(accepted) - len(_Slow.hits))
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        server.wait_for("every event acted on", lambda: len(_Slow.hits) == events)
+        return max(behind)
+
+
+def test_the_intake_process_holds_events_while_the_sensor_is_behind(
+    start_server: Callable[..., EventsServer],
+) -> None:
+    clients, events, limit = 4, 40, 3
+    paced_server = start_server("--intake-limit", str(limit), home="paced")
+    paced = most_events_behind(paced_server, clients=clients, events=events)
+    unpaced_server = start_server("--intake-limit", "0", home="unpaced")
+    unpaced = most_events_behind(unpaced_server, clients=clients, events=events)
+    # Unpaced, the senders outrun the 20 ms trigger and most events wait on the bus. Paced, the server
+    # learns of the intake process's commits after they happen and tells it to hold after that, so
+    # each sender may get an event or two past the limit while the word travels, and no more.
+    assert unpaced >= events // 2, (paced, unpaced)
+    assert paced <= limit + 2 * clients, (paced, unpaced)

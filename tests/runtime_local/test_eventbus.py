@@ -1,7 +1,8 @@
 """What only the embedded event bus does, on real SQLite files: group commit and the savepoint of each
 operation, a full disk, retention applied by ``compact``, deliveries due at once after a restart,
-pending deliveries kept when a consumer's filters change, the lock that lets one process write while
-others read, and SIGKILLed publishers and consumers.
+pending deliveries kept when a consumer's filters change, the lock that lets one process own the bus
+while others read, a publisher in another process, SIGKILLed publishers and consumers, and WAL
+checkpoints kept out of commits.
 
 The contract it shares with the JetStream bus (order, durable consumers, redelivery, dedupe,
 key-value state committed with acks, the log) is tests/buses/test_bus_contract.py.
@@ -10,9 +11,11 @@ key-value state committed with acks, the log) is tests/buses/test_bus_contract.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import selectors
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -25,7 +28,8 @@ import pytest
 
 from engine.errors import ReferenceError_, StoreError
 from engine.runtime.busmodel import KVUpdate, SubjectFilter
-from engine.runtime.local.eventbus import EventLogReader, LocalEventBus, events_path
+from engine.runtime.local.eventbus import BusPublisher, EventLogReader, LocalEventBus, events_path
+from engine.runtime.local.walcheckpoint import Checkpointer, no_autocheckpoint
 from tests.buses.support import NS, WEBHOOK, StepClock, event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -380,3 +384,123 @@ def test_acks_and_their_kv_updates_survive_sigkill_and_the_rest_is_redelivered(t
         await bus.close()
 
     asyncio.run(go())
+
+
+# ------------------------------------------------------------------------ publishing from another process
+
+OTHER_PROCESS_PUBLISHER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from engine.runtime.local.eventbus import BusPublisher
+
+    async def main():
+        pub = BusPublisher(Path(sys.argv[1]))
+        async def one(i):
+            return await pub.publish("default", {"id": f"p{i}", "source": "webhook", "subject": "example",
+                                                 "specversion": "1.0", "type": "webhook", "data": {"i": i}})
+        for start in range(0, 400, 20):
+            await asyncio.gather(*(one(start + k) for k in range(20)))
+        # The owner published "o0" first: the same id from here is the same event.
+        print(await pub.publish("default", {"id": "o0", "source": "webhook", "subject": "example",
+                                            "specversion": "1.0", "type": "webhook", "data": {}}))
+        await pub.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_publisher_in_another_process_interleaves_with_the_owner_in_commit_order(tmp_path: Path) -> None:
+    async def go() -> None:
+        path = events_path(tmp_path)
+        bus = LocalEventBus(path)
+        await bus.consumer("c", [WEBHOOK], deliver_all=True)
+        first = await bus.publish(NS, event("o0"))
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", OTHER_PROCESS_PUBLISHER, str(path),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        owned = 1
+        delivered: list[Any] = []
+        deadline = time.monotonic() + 60
+        while len(delivered) < 400 + owned and time.monotonic() < deadline:
+            if child.returncode is None:
+                # The owner publishes and consumes while the other process publishes.
+                await bus.publish(NS, event(f"o{owned}"))
+                owned += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(child.wait(), 0.001)
+            batch = await bus.fetch("c", limit=50, timeout=0.05)
+            delivered.extend(batch)
+            await bus.ack_batch("c", [d.seq for d in batch])
+            if child.returncode not in (None, 0):
+                break
+        out = (await child.stdout.read()).decode() if child.stdout else ""
+        await bus.close()
+        assert child.returncode == 0
+        seqs = [d.seq for d in delivered]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        ids = [d.event["id"] for d in delivered]
+        assert sorted(i for i in ids if i.startswith("p")) == sorted(f"p{i}" for i in range(400))
+        assert sorted(i for i in ids if i.startswith("o")) == sorted(f"o{i}" for i in range(owned))
+        # The two processes' events are interleaved, not one after the other.
+        kinds = "".join(i[0] for i in ids)
+        assert "po" in kinds and "op" in kinds
+        assert out.split() == [str(first)]  # the duplicate id got the owner's sequence number
+
+    asyncio.run(go())
+
+
+def test_an_owner_told_of_another_process_publish_wakes_its_waiting_fetch(tmp_path: Path) -> None:
+    async def go() -> None:
+        path = events_path(tmp_path)
+        bus = LocalEventBus(path)
+        await bus.consumer("c", [WEBHOOK])
+        publisher = BusPublisher(path)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        waiting = asyncio.ensure_future(bus.fetch("c", limit=10, timeout=30))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        seq = await publisher.publish(NS, event("x"))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # the owner does not see another connection's commit by itself
+        bus.published_elsewhere([(NS, WEBHOOK.event_source or "", WEBHOOK.event_name or "")])
+        [delivery] = await asyncio.wait_for(waiting, 5)
+        assert delivery.seq == seq and delivery.event["id"] == "x"
+        assert loop.time() - started < 5
+        await publisher.close()
+        await bus.close()
+
+    asyncio.run(go())
+
+
+def test_a_publisher_needs_the_owner_to_have_created_the_bus(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no event bus"):
+        BusPublisher(events_path(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def test_commits_leave_the_wal_to_the_checkpointer_which_copies_it_back(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (x TEXT)")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    no_autocheckpoint(db)
+    size = path.stat().st_size
+    for _ in range(300):  # far past SQLite's automatic checkpoint at 1,000 pages
+        db.execute("INSERT INTO t VALUES (?)", ("x" * 20_000,))
+    assert path.stat().st_size == size  # every page is still only in the WAL
+    checkpointer = Checkpointer(path, interval=0.05).start()
+    try:
+        deadline = time.monotonic() + 10
+        while path.stat().st_size == size and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        checkpointer.stop()
+    assert path.stat().st_size > 300 * 20_000
+    db.close()

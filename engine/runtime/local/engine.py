@@ -188,6 +188,7 @@ class LocalEngine:
         """Start the executor; with ``adopt``, continue unfinished workflows whose owner is gone."""
         tune_gc()
         _use_pidfd_child_watcher()
+        self.store.run_checkpoints()
         self.executor = LocalExecutor(
             home=self.home,
             sink=self._on_outcome,
@@ -208,6 +209,7 @@ class LocalEngine:
 
     async def close(self) -> None:
         self._closed = True
+        self.store.stop_checkpoints()
         for run in list(self.runs.values()):
             if run.task is not None:
                 run.task.cancel()

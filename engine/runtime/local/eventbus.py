@@ -23,7 +23,10 @@ consumer) does not undo the others. The event loop never waits on SQLite: reads 
 only. A bus serves one event loop at a time.
 
 One process owns a bus database at a time: opening it takes an exclusive lock on ``events.db.lock``,
-which the OS releases when that process ends however it ends. Other processes only read.
+which the OS releases when that process ends however it ends. Other processes read, and the owner's
+intake process appends events through a :class:`BusPublisher`: its own writer connection and group
+commit, taking turns with the owner on SQLite's write lock. Sequence numbers stay in commit order
+because only one transaction writes at a time.
 
 The log. Sequence numbers are assigned in commit order and never reused (AUTOINCREMENT), even after
 retention removed the newest events. An event whose ``id`` is already on the bus for the same namespace
@@ -83,6 +86,7 @@ from engine.runtime.busmodel import (
     check_consumer,
     encode_event,
 )
+from engine.runtime.local.walcheckpoint import Checkpointer, no_autocheckpoint
 
 if TYPE_CHECKING:
     from engine.runtime.base import EventBus
@@ -128,6 +132,8 @@ CREATE TABLE IF NOT EXISTS kv (
 DEFAULT_MAX_AGE = 72 * 3600.0  # JetStream's stream defaults in Argo Events
 DEFAULT_MAX_MSGS = 1_000_000
 DEFAULT_MAX_EVENT_BYTES = 1 << 20  # NATS' default max_payload
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for the write lock before the operation fails
+BUSY_POLL = 0.0002  # seconds between tries for it (see _GroupWriter._begin)
 MAX_BATCH = 2000  # operations per transaction: bounds how long one commit keeps later callers waiting
 COMPACT_CHUNK = 5000  # events removed per transaction, so publishes interleave with a large compaction
 
@@ -316,86 +322,62 @@ class _BatchEffects:
 _Op = Callable[[], Any]  # an operation the writer thread runs inside the batch transaction
 
 
-class LocalEventBus:
-    """The embedded :class:`engine.runtime.base.EventBus` over one SQLite file (see the module docstring).
+class _GroupWriter:
+    """A writer connection to a bus database, and the thread that commits queued operations.
 
-    ``now`` (seconds since the epoch) stamps events and judges their age; ``monotonic`` times
-    ``ack_wait``. Both are injectable so tests can move time.
+    Operations are queued by :meth:`_submit` and run by one writer thread, everything queued in one
+    transaction, each operation in its own savepoint (see the module docstring). :class:`LocalEventBus`
+    and :class:`BusPublisher` are the two kinds of writer; :meth:`_committed` is what a writer does with
+    what a batch changed.
     """
 
     def __init__(
-        self,
-        path: Path,
-        *,
-        max_age: float | None = DEFAULT_MAX_AGE,
-        max_msgs: int | None = DEFAULT_MAX_MSGS,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-        now: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        self, path: Path, db: sqlite3.Connection, *, max_event_bytes: int, now: Callable[[], float]
     ) -> None:
         self.path = path
-        self.max_age = max_age
-        self.max_msgs = max_msgs
         self.max_event_bytes = max_event_bytes
         self._now = now
-        self._monotonic = monotonic
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create {path.parent}: {exc}") from exc
-        self._lock_fd = _take_lock(path)
-        try:
-            self._db = self._open_writer(path)
-            self._filters = self._load_consumers()
-            self._reader = EventLogReader(path)
-        except BaseException:
-            os.close(self._lock_fd)
-            raise
+        self._db = db
         self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-bus-writer")
-        self._reader_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-bus-reader")
         self._queue: list[tuple[_Op, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._closed = False
         # Written by the writer thread while it runs a batch, read by the loop once the batch is done.
         self._effects = _BatchEffects()
         self._batch_time = 0.0
 
-    @staticmethod
-    def _open_writer(path: Path) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = None
-        try:
-            db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit survives the process being killed; only power loss may drop it.
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("BEGIN IMMEDIATE")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"event bus {path} was written by a newer Sluicegate (schema {version})")
-            for statement in SCHEMA.split(";"):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            # Whoever held the pending deliveries went with the previous process: hand them out again.
-            db.execute("UPDATE pending SET due = 0")
-            db.execute("COMMIT")
-            return db
-        except sqlite3.Error as exc:
-            if db is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                db.close()
-            raise StoreError(f"cannot open event bus {path}: {exc}") from exc
-        except BaseException:
-            if db is not None:
-                db.close()
-            raise
+    def _in_use(self) -> bool:
+        return self._flusher is not None or bool(self._queue)
 
-    def _load_consumers(self) -> dict[str, tuple[SubjectFilter, ...]]:
-        rows = self._db.execute("SELECT name, filters FROM consumers").fetchall()
-        return {name: _filters_from_json(text) for name, text in rows}
+    def _begin(self) -> None:
+        """Writer thread: BEGIN IMMEDIATE, waiting out another process's write transaction.
+
+        The intake process and the owner take turns on the write lock, each transaction lasting well
+        under a millisecond. SQLite's own busy handler sleeps 1, 2, 5, 10 ms and more between tries,
+        which would add those sleeps to webhook answers; polling every ``BUSY_POLL`` seconds does not.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(BUSY_POLL)
+
+    def _committed(self, effects: _BatchEffects) -> None:
+        """On the loop, after a batch committed and its callers got their results."""
+
+    async def _close_writer(self) -> None:
+        """Commit what is queued, then close the connection and stop the writer thread."""
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._writer_pool, self._db.close)
+        finally:
+            self._writer_pool.shutdown(wait=True)
 
     # --- the writer -----------------------------------------------------------------------------------
 
@@ -405,7 +387,7 @@ class LocalEventBus:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             # Futures and the flusher task belong to one loop; an idle bus may move to another.
-            if self._flusher is not None or self._queue or self._waiters:
+            if self._in_use():
                 raise StateError("the event bus is in use by another event loop")
             self._loop = loop
         return loop
@@ -446,7 +428,7 @@ class LocalEventBus:
                     else:
                         f.set_exception(value)
                 batch = []
-                self._wake(effects)
+                self._committed(effects)
         except asyncio.CancelledError:
             # The loop is going away under us: whatever was in flight may or may not have committed.
             for _, f in [*batch, *self._queue]:
@@ -473,7 +455,7 @@ class LocalEventBus:
         self._batch_time = self._now()
         results: list[tuple[bool, Any]] = []
         try:
-            db.execute("BEGIN IMMEDIATE")
+            self._begin()
             for op in ops:
                 db.execute("SAVEPOINT op")
                 try:
@@ -501,20 +483,6 @@ class LocalEventBus:
             raise
         return results, self._effects
 
-    def _wake(self, effects: _BatchEffects) -> None:
-        if not self._waiters or not (effects.subjects or effects.consumers):
-            return
-        for name, futures in self._waiters.items():
-            if name not in effects.consumers:
-                filters = self._filters.get(name, ())
-                if not any(f.matches(*s) for s in effects.subjects for f in filters):
-                    continue
-            for fut in futures:
-                if not fut.done():
-                    fut.set_result(None)
-
-    # --- operations run by the writer ------------------------------------------------------------------
-
     def _op_publish(self, namespace: str, source: str, subject: str, event_id: str, text: str) -> int:
         db = self._db
         cur = db.execute(
@@ -530,6 +498,114 @@ class LocalEventBus:
             (namespace, source, event_id),
         ).fetchone()
         return int(row[0])
+
+    async def publish(self, namespace: str, event: Mapping[str, Any]) -> int:
+        """Commit ``event`` and return its sequence number; a duplicate (namespace, source, id) is not
+        stored again and gets the first copy's number. Raises SpecError for an event the bus cannot
+        take and StoreError when the commit failed."""
+        source, subject, event_id, text = _encode_event(namespace, event, self.max_event_bytes)
+        seq: int = await self._submit(partial(self._op_publish, namespace, source, subject, event_id, text))
+        return seq
+
+
+class LocalEventBus(_GroupWriter):
+    """The embedded :class:`engine.runtime.base.EventBus` over one SQLite file (see the module docstring).
+
+    ``now`` (seconds since the epoch) stamps events and judges their age; ``monotonic`` times
+    ``ack_wait``. Both are injectable so tests can move time.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_age: float | None = DEFAULT_MAX_AGE,
+        max_msgs: int | None = DEFAULT_MAX_MSGS,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        now: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_age = max_age
+        self.max_msgs = max_msgs
+        self._monotonic = monotonic
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {path.parent}: {exc}") from exc
+        self._lock_fd = _take_lock(path)
+        try:
+            db = self._open_writer(path)
+            super().__init__(path, db, max_event_bytes=max_event_bytes, now=now)
+            self._filters = self._load_consumers()
+            self._reader = EventLogReader(path)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self._checkpointer = Checkpointer(path).start()
+        self._reader_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-bus-reader")
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+
+    def _in_use(self) -> bool:
+        return super()._in_use() or bool(self._waiters)
+
+    def _committed(self, effects: _BatchEffects) -> None:
+        self._wake(effects)
+
+    def published_elsewhere(self, subjects: Iterable[tuple[str, str, str]]) -> None:
+        """Events of these (namespace, source, subject)s were committed by a :class:`BusPublisher`:
+        the fetches waiting for them look again."""
+        self._wake(_BatchEffects(subjects=set(subjects)))
+
+    @staticmethod
+    def _open_writer(path: Path) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives the process being killed; only power loss may drop it.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("BEGIN IMMEDIATE")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"event bus {path} was written by a newer Sluicegate (schema {version})")
+            for statement in SCHEMA.split(";"):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # Whoever held the pending deliveries went with the previous process: hand them out again.
+            db.execute("UPDATE pending SET due = 0")
+            db.execute("COMMIT")
+            db.execute("PRAGMA busy_timeout=0")  # from now on _begin waits for the write lock
+            no_autocheckpoint(db)
+            return db
+        except sqlite3.Error as exc:
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                db.close()
+            raise StoreError(f"cannot open event bus {path}: {exc}") from exc
+        except BaseException:
+            if db is not None:
+                db.close()
+            raise
+
+    def _load_consumers(self) -> dict[str, tuple[SubjectFilter, ...]]:
+        rows = self._db.execute("SELECT name, filters FROM consumers").fetchall()
+        return {name: _filters_from_json(text) for name, text in rows}
+
+    def _wake(self, effects: _BatchEffects) -> None:
+        if not self._waiters or not (effects.subjects or effects.consumers):
+            return
+        for name, futures in self._waiters.items():
+            if name not in effects.consumers:
+                filters = self._filters.get(name, ())
+                if not any(f.matches(*s) for s in effects.subjects for f in filters):
+                    continue
+            for fut in futures:
+                if not fut.done():
+                    fut.set_result(None)
+
+    # --- operations run by the writer ------------------------------------------------------------------
 
     def _last_seq(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
@@ -666,14 +742,6 @@ class LocalEventBus:
 
     # --- the port -------------------------------------------------------------------------------------
 
-    async def publish(self, namespace: str, event: Mapping[str, Any]) -> int:
-        """Commit ``event`` and return its sequence number; a duplicate (namespace, source, id) is not
-        stored again and gets the first copy's number. Raises SpecError for an event the bus cannot
-        take and StoreError when the commit failed."""
-        source, subject, event_id, text = _encode_event(namespace, event, self.max_event_bytes)
-        seq: int = await self._submit(partial(self._op_publish, namespace, source, subject, event_id, text))
-        return seq
-
     async def consumer(
         self,
         name: str,
@@ -794,20 +862,57 @@ class LocalEventBus:
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
         for futures in self._waiters.values():
             for fut in futures:
                 if not fut.done():
                     fut.set_result(None)
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._writer_pool, self._db.close)
+            await loop.run_in_executor(None, self._checkpointer.stop)
+            await self._close_writer()
             await loop.run_in_executor(self._reader_pool, self._reader.close)
         finally:
-            self._writer_pool.shutdown(wait=True)
             self._reader_pool.shutdown(wait=True)
             os.close(self._lock_fd)
+
+
+class BusPublisher(_GroupWriter):
+    """Publishes to the bus that another process owns: the intake process's side of the bus.
+
+    Only appends events, with the owner's duplicate check (the unique index) and its group commit;
+    consumers, acknowledgements and retention stay with the owning :class:`LocalEventBus`. The two
+    processes' transactions take turns on SQLite's write lock, and the sequence numbers stay in
+    commit order. The owner does not see these commits happen: whoever runs the publisher reports
+    them (:meth:`LocalEventBus.published_elsewhere`) so that waiting fetches look again.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        if not path.exists():
+            raise StoreError(f"no event bus at {path}")
+        try:
+            db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute("PRAGMA busy_timeout=0")  # _begin waits for the write lock
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open event bus {path}: {exc}") from exc
+        if version != SCHEMA_VERSION:
+            db.close()
+            raise StoreError(f"event bus {path} has schema {version}, this publisher writes {SCHEMA_VERSION}")
+        super().__init__(path, db, max_event_bytes=max_event_bytes, now=now)
+
+    async def close(self) -> None:
+        """Commit every event already submitted, then close the database."""
+        if not self._closed:
+            self._closed = True
+            await self._close_writer()
 
 
 def _encode_kv(bucket: str, key: str, value: Mapping[str, Any]) -> str:

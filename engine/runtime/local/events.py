@@ -12,12 +12,17 @@ Sources keep their cursors, and sensors their partial state, in the bus's key-va
 survive a restart of the server; the bus is ``$SLUICE_HOME/events.db``. Called by
 :mod:`engine.runtime.local.server`.
 
-Sources, bus and sensors share one process and one CPU, so a source taking events faster than the
-sensors can act on them would only grow the bus's backlog, and with it the time from an event to its
-workflow, without bound. :class:`IntakePacer` publishes for the sources and holds an event back while a
-sensor trigger that listens to it has ``limit`` or more of the events published here still to act on
-(see :meth:`SensorRunner.backlog`), for at most half a second: a webhook's answer waits instead, so its
-sender slows down to what the sensors can do.
+With ``intake_process`` (what ``sluice server`` does unless told otherwise) the webhooks are served
+by :class:`~engine.runtime.local.intake.IntakeProcess`, a child process that appends to the bus
+itself, so their HTTP work runs on another core than the sensors and the workflows; calendar and S3
+sources, whose events are few, stay here.
+
+A source taking events faster than the sensors can act on them would only grow the bus's backlog, and
+with it the time from an event to its workflow, without bound. :class:`IntakePacer` publishes for the
+sources here and holds an event back while a sensor trigger that listens to it has ``limit`` or more
+of the events published still to act on (see :meth:`SensorRunner.backlog`), for at most half a second:
+a webhook's answer waits instead, so its sender slows down to what the sensors can do. The intake
+process hears the same decision from here, for the subjects it serves.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from engine.events.validate import validate_event_object
 from engine.runtime import s3 as s3client
 from engine.runtime.local.engine import LocalEngine, StoreObjects
 from engine.runtime.local.eventbus import LocalEventBus, events_path
+from engine.runtime.local.intake import IntakeProcess
 from engine.runtime.local.triggers import LocalObjectActions
 from engine.runtime.sensors import SensorRunner, TriggerCounters
 from engine.spec.events import EventSource, Sensor
@@ -81,13 +87,13 @@ class IntakePacer:
         # Events between passing the gate and their commit: room they take already.
         self._publishing = 0
 
-    def _backlog(self, namespace: str, subject: tuple[str, str]) -> int | None:
+    def backlog(self, namespace: str, subject: tuple[str, str]) -> int | None:
         """The largest backlog of a trigger listening to ``subject``; None when none listens."""
         counts = [n for r in self._runners() if (n := r.backlog(namespace, subject)) is not None]
         return max(counts) if counts else None
 
     def _full(self, namespace: str, subject: tuple[str, str]) -> bool:
-        taken = self._backlog(namespace, subject)
+        taken = self.backlog(namespace, subject)
         return taken is not None and taken + self._publishing >= self.limit
 
     async def publish(self, namespace: str, event: Mapping[str, Any]) -> int:
@@ -114,9 +120,13 @@ class IntakePacer:
             seq = await self._publish(namespace, event)
         finally:
             self._publishing -= 1
+        self.note(namespace, subject, seq)
+        return seq
+
+    def note(self, namespace: str, subject: tuple[str, str], seq: int) -> None:
+        """``seq`` went on the bus: the triggers listening to ``subject`` count it as unfinished."""
         for runner in self._runners():
             runner.note_published(namespace, subject, seq)
-        return seq
 
     def progress(self) -> None:
         """A trigger finished an event: the held events whose triggers are down to half the limit try
@@ -129,7 +139,7 @@ class IntakePacer:
             namespace, subject, held = entry
             key = (namespace, subject)
             if key not in room:
-                taken = self._backlog(namespace, subject)
+                taken = self.backlog(namespace, subject)
                 room[key] = taken is None or taken <= self.limit // 2
             if not room[key]:
                 keep.append(entry)
@@ -173,6 +183,7 @@ class EventsHost:
         ports: Mapping[str, int] | None = None,
         s3_poll_interval: float = 5.0,
         pace_limit: int = PACE_LIMIT,
+        intake_process: bool = False,
     ) -> None:
         self.engine = engine
         self.host = host
@@ -183,6 +194,17 @@ class EventsHost:
             self.bus.publish, lambda: (r.runner for r in self.sensors.values() if r.runner), limit=pace_limit
         )
         self.webhooks = WebhookServer([], publish=self.pacer.publish, secrets=self.lookup.secret, ports=ports)
+        self.intake: IntakeProcess | None = None
+        if intake_process:
+            self.intake = IntakeProcess(
+                engine.home,
+                host=host,
+                ports=ports or {},
+                on_published=self._published_elsewhere,
+                backlog=lambda s: self.pacer.backlog(s[0], (s[1], s[2])),
+                limit=pace_limit,
+                max_wait=PACE_MAX_WAIT,
+            )
         self.actions = LocalObjectActions(engine)
         self.sources: dict[tuple[str, str, str], _Running] = {}
         self.sensors: dict[tuple[str, str], _Running] = {}
@@ -191,7 +213,10 @@ class EventsHost:
         self._compactor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.webhooks.start(self.host)
+        if self.intake is not None:
+            await self.intake.start()
+        else:
+            await self.webhooks.start(self.host)
         await self.reload()
         self._compactor = asyncio.get_running_loop().create_task(self._compact_loop())
 
@@ -205,6 +230,8 @@ class EventsHost:
                 await running.stop()
             self.sources.clear()
             self.sensors.clear()
+        if self.intake is not None:
+            await self.intake.stop()
         await self.webhooks.stop()
         await self.bus.close()
 
@@ -241,7 +268,11 @@ class EventsHost:
     async def reload(self) -> None:
         async with self._lock:
             sources = self._valid("EventSource")
-            problems = await self.webhooks.update([(ns, es) for ns, _, es in sources if es.spec.webhook])
+            problems: list[Any]
+            if self.intake is not None:
+                problems = await self.intake.update([(ns, raw) for ns, raw, es in sources if es.spec.webhook])
+            else:
+                problems = await self.webhooks.update([(ns, es) for ns, _, es in sources if es.spec.webhook])
             for p in problems:
                 log.warning("webhook: %s", p)
             await self._reload_sources(sources)
@@ -299,7 +330,7 @@ class EventsHost:
             runner = SensorRunner(
                 namespace=key[0], sensor=sensor, bus=self.bus, objects=self.actions, lookup=self.lookup
             )
-            runner.on_progress = self.pacer.progress
+            runner.on_progress = self._progress
             try:
                 await runner.start()
             except SluiceError as exc:
@@ -308,6 +339,17 @@ class EventsHost:
                 continue
             self.sensors[key] = _Running(digest, runner.stop, runner=runner)
 
+    def _progress(self) -> None:
+        self.pacer.progress()
+        if self.intake is not None:
+            self.intake.progress()
+
+    def _published_elsewhere(self, events: list[tuple[str, str, str, int]]) -> None:
+        """The intake process committed these (namespace, source, event, seq)."""
+        for namespace, source, name, seq in events:
+            self.pacer.note(namespace, (source, name), seq)
+        self.bus.published_elsewhere({(ns, src, name) for ns, src, name, _ in events})
+
     # -- what runs ---------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -315,7 +357,8 @@ class EventsHost:
             return {"events": c.events, "fired": c.fired, "failed": c.failed, "lastError": c.last_error}
 
         return {
-            "webhookPorts": self.webhooks.bound_ports,
+            "webhookPorts": self.intake.bound_ports if self.intake is not None else self.webhooks.bound_ports,
+            "intakePid": self.intake.pid if self.intake is not None else None,
             "sources": sorted(f"{ns}/{name} {what}" for ns, name, what in self.sources),
             "sensors": {
                 f"{ns}/{name}": {t: counters(c) for t, c in r.runner.counters().items()}

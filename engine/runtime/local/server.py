@@ -55,6 +55,7 @@ class Server:
         webhook_ports: Mapping[str, int] | None = None,
         s3_poll_interval: float = 5.0,
         pace_limit: int = PACE_LIMIT,
+        intake_process: bool = False,
     ) -> None:
         self.engine = engine
         self.cron_interval = cron_interval
@@ -62,6 +63,7 @@ class Server:
         self.webhook_ports = webhook_ports
         self.s3_poll_interval = s3_poll_interval
         self.pace_limit = pace_limit
+        self.intake_process = intake_process
         self.events: EventsHost | None = None
         self._cron_wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -209,6 +211,17 @@ class Server:
         eng.expire_finished()
         if adopted:
             log.info("continuing %d unfinished workflow(s): %s", len(adopted), ", ".join(adopted))
+        if events:
+            # Before the API answers: whoever waits for the server can send to its webhooks at once.
+            self.events = EventsHost(
+                eng,
+                host=self.webhook_host,
+                ports=self.webhook_ports,
+                s3_poll_interval=self.s3_poll_interval,
+                pace_limit=self.pace_limit,
+                intake_process=self.intake_process,
+            )
+            await self.events.start()
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         runner = web.AppRunner(self.app(), access_log=None)
@@ -221,15 +234,6 @@ class Server:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
         cron_task = loop.create_task(self.cron_loop()) if cron else None
-        if events:
-            self.events = EventsHost(
-                eng,
-                host=self.webhook_host,
-                ports=self.webhook_ports,
-                s3_poll_interval=self.s3_poll_interval,
-                pace_limit=self.pace_limit,
-            )
-            await self.events.start()
         print(f"sluice server: listening on {sock} (SLUICE_HOME={home})", flush=True)
         try:
             await self._stop.wait()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import StateError, StoreError
+from engine.runtime.local.walcheckpoint import Checkpointer, no_autocheckpoint
 from engine.workflows.nodes import Node
 from engine.workflows.status import WorkflowStatus
 
@@ -156,6 +157,15 @@ class Store:
         self._batch: _Batch | None = None
         # Bumped by every object write through this connection; see objects_stamp().
         self._objects_writes = 0
+        self._checkpointer: Checkpointer | None = None
+
+    def run_checkpoints(self) -> None:
+        """Checkpoint the WAL in a thread of its own from now on, not inside this connection's commits
+        (for a long-running engine; see :mod:`engine.runtime.local.walcheckpoint`)."""
+        with self._lock:
+            if self._checkpointer is None:
+                no_autocheckpoint(self._db)
+                self._checkpointer = Checkpointer(self.path).start()
 
     def _migrate(self) -> None:
         """Move manifests out of the workflows table of a database written before they had their own."""
@@ -177,7 +187,17 @@ class Store:
             self._db.execute("ROLLBACK")
             raise
 
+    def stop_checkpoints(self) -> None:
+        """Stop the thread :meth:`run_checkpoints` started; commits checkpoint again as they need."""
+        with self._lock:
+            checkpointer, self._checkpointer = self._checkpointer, None
+            if checkpointer is not None:
+                self._db.execute("PRAGMA wal_autocheckpoint=1000")
+        if checkpointer is not None:
+            checkpointer.stop()
+
     def close(self) -> None:
+        self.stop_checkpoints()
         with self._lock:
             self._db.close()
 
