@@ -1,4 +1,4 @@
-"""Garbage-collector settings for long-running engines.
+"""Garbage-collector and thread-switching settings for long-running engines.
 
 A running engine holds large, long-lived graphs (node maps, frames, parsed templates). CPython's
 default thresholds make the oldest generation rescan that whole heap over and over while a big
@@ -10,8 +10,21 @@ collector's reach after loading. Reference cycles are still collected.
 from __future__ import annotations
 
 import gc
+import sys
 
 YOUNG_THRESHOLD = 50_000
+SWITCH_INTERVAL = 0.001
+
+
+def tune_switching() -> None:
+    """Hand the GIL between threads every ``SWITCH_INTERVAL`` seconds instead of every 5 ms.
+
+    The local bus and store do their SQLite work in threads of their own, which release the GIL while
+    SQLite runs. A thread done with its commit then waits for the GIL until the event loop's thread
+    blocks or the switch interval passes, and whatever awaits that commit (a webhook's answer, a
+    sensor's next batch) waits with it.
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def tune_gc() -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SluiceError, StateError
-from engine.runtime.gctune import tune_gc
+from engine.runtime.gctune import tune_gc, tune_switching
 from engine.runtime.local.artifacts import LocalDirRepository
 from engine.runtime.local.executor import LocalExecutor
 from engine.runtime.local.isolation import proc_start_time
@@ -187,6 +187,7 @@ class LocalEngine:
     async def start(self, *, adopt: bool = True) -> list[str]:
         """Start the executor; with ``adopt``, continue unfinished workflows whose owner is gone."""
         tune_gc()
+        tune_switching()
         _use_pidfd_child_watcher()
         self.store.run_checkpoints()
         self.executor = LocalExecutor(

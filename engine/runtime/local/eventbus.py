@@ -901,6 +901,7 @@ class BusPublisher(_GroupWriter):
             db.execute("PRAGMA busy_timeout=30000")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             db.execute("PRAGMA busy_timeout=0")  # _begin waits for the write lock
+            no_autocheckpoint(db)  # the owner's checkpointer copies this WAL back too
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open event bus {path}: {exc}") from exc
         if version != SCHEMA_VERSION:

@@ -42,7 +42,7 @@ from typing import Any
 
 from engine.errors import SluiceError
 from engine.events.sources.webhook import WebhookServer
-from engine.runtime.gctune import tune_gc
+from engine.runtime.gctune import tune_gc, tune_switching
 from engine.runtime.local.engine import StoreObjects
 from engine.runtime.local.eventbus import BusPublisher, events_path
 from engine.runtime.local.store import Store
@@ -103,6 +103,19 @@ class _Gate:
         self._send({"op": "published", "events": out})
 
 
+def _parse_sources(raw: list[list[Any]]) -> tuple[list[tuple[str, EventSource]], list[str]]:
+    """The EventSources the parent sent, and a line for each that does not parse (the parent validated
+    them, but a bad one must not take the other webhooks down with this process)."""
+    sources: list[tuple[str, EventSource]] = []
+    problems: list[str] = []
+    for namespace, manifest in raw:
+        try:
+            sources.append((str(namespace), EventSource.parse(normalise_api_version(manifest))))
+        except SluiceError as exc:
+            problems.append(f"EventSource {namespace}/{(manifest.get('metadata') or {}).get('name')}: {exc}")
+    return sources, problems
+
+
 async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     home = Path(args.home)
@@ -126,17 +139,10 @@ async def _serve(args: argparse.Namespace) -> None:
             if message["op"] == "hold":
                 gate.hold({(str(a), str(b), str(c)) for a, b, c in message["subjects"]})
             elif message["op"] == "sources":
-                sources = [
-                    (str(ns), EventSource.parse(normalise_api_version(raw))) for ns, raw in message["sources"]
-                ]
-                problems = await webhooks.update(sources)
+                sources, problems = _parse_sources(message["sources"])
+                problems += [str(p) for p in await webhooks.update(sources)]
                 send(
-                    {
-                        "op": "served",
-                        "id": message["id"],
-                        "ports": webhooks.bound_ports,
-                        "problems": [str(p) for p in problems],
-                    }
+                    {"op": "served", "id": message["id"], "ports": webhooks.bound_ports, "problems": problems}
                 )
     finally:
         await webhooks.stop()
@@ -154,10 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _die_with_parent()
     tune_gc()
+    tune_switching()
     # As the server's own process logs: warnings and errors, here marked as the intake process's.
     logging.basicConfig(level=logging.WARNING, format="intake process: %(levelname)s %(name)s: %(message)s")
-    # The parent stops this process by closing its stdin; a terminal's Ctrl-C goes to the parent.
+    # The parent stops this process by closing its stdin, after its own orderly shutdown: a Ctrl-C
+    # or a SIGTERM sent to the whole process group is the parent's to act on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         asyncio.run(_serve(args))
     except SluiceError as exc:
@@ -231,6 +240,9 @@ class IntakeProcess:
         """Serve ``sources`` (namespace, EventSource manifest) from now on; the problems the webhooks
         found (ports that cannot be bound, secrets that cannot be read)."""
         self._sources = sources
+        if self.pid is None:
+            # Dead and about to be started again, with these sources.
+            return ["the intake process is being started again; the webhooks follow"]
         answer = await self._ask({"op": "sources", "sources": sources})
         self.bound_ports = {str(k): int(v) for k, v in answer["ports"].items()}
         return [str(p) for p in answer["problems"]]
