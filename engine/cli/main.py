@@ -474,7 +474,6 @@ def _poke_cron(args: argparse.Namespace) -> None:
 
 def cmd_server(args: argparse.Namespace) -> int:
     from engine.runtime.local.engine import EngineSettings, LocalEngine
-    from engine.runtime.local.events import PACE_LIMIT
     from engine.runtime.local.server import Server
 
     extra_path = tuple(p for p in (os.environ.get("SLUICE_STEP_PATH") or "").split(os.pathsep) if p)
@@ -498,7 +497,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         webhook_host=args.webhook_host,
         webhook_ports=ports or None,
         s3_poll_interval=args.s3_poll_interval,
-        pace_limit=PACE_LIMIT if args.intake_limit is None else max(0, args.intake_limit),
+        pace_limit=None if args.intake_limit is None else max(0, args.intake_limit),
         intake_process=args.intake_process,
     )
     asyncio.run(server.serve(cron=not args.no_cron, events=not args.no_events))
@@ -1059,7 +1058,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="hold a source's event while a sensor trigger listening to it has N events still to act on"
-        " (for at most half a second; default 16; 0: never)",
+        " (for at most half a second; default 8 with the intake process, 16 without; 0: never)",
     )
     p.add_argument(
         "--intake-process",

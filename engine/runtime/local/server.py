@@ -24,7 +24,7 @@ from aiohttp import web
 
 from engine.errors import SluiceError, SpecError, StateError
 from engine.runtime.local.engine import LocalEngine
-from engine.runtime.local.events import PACE_LIMIT, EventsHost
+from engine.runtime.local.events import EventsHost
 from engine.spec.workflow import CronWorkflow, Workflow
 from engine.workflows import cron as cronlib
 
@@ -54,7 +54,7 @@ class Server:
         webhook_host: str = "127.0.0.1",
         webhook_ports: Mapping[str, int] | None = None,
         s3_poll_interval: float = 5.0,
-        pace_limit: int = PACE_LIMIT,
+        pace_limit: int | None = None,
         intake_process: bool = False,
     ) -> None:
         self.engine = engine
