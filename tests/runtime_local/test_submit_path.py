@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from engine.errors import StateError
 from engine.events.actions import ANNOTATION_FIRING, ActionError, ObjectAction
 from engine.events.sensor import Firing
-from engine.runtime.local.engine import LocalEngine
+from engine.runtime.local.engine import LocalEngine, time_ordered_uid
 from engine.runtime.local.store import Store
 from engine.runtime.local.triggers import LocalObjectActions, validation_key
 from engine.spec.workflow import Workflow, WorkflowSpec
@@ -42,6 +43,37 @@ def insert(store: Store, uid: str, name: str) -> None:
         owner=None,
         now=1.0,
     )
+
+
+def test_workflow_uids_are_version_7_uuids_that_sort_by_submission_time() -> None:
+    earlier = [time_ordered_uid(1_800_000_000.250) for _ in range(50)]
+    later = time_ordered_uid(1_800_000_000.255)
+    for uid, ms in [*((u, 1_800_000_000_250) for u in earlier), (later, 1_800_000_000_255)]:
+        parsed = uuid.UUID(uid)
+        assert (parsed.version, parsed.variant, str(parsed)) == (7, uuid.RFC_4122, uid)
+        assert parsed.int >> 80 == ms  # the first 48 bits: milliseconds since the epoch
+    assert len(set(earlier)) == len(earlier)
+    assert max(earlier) < later
+
+
+def test_submitted_workflows_get_time_ordered_uids(tmp_path: Path) -> None:
+    async def go() -> list[str]:
+        eng = LocalEngine(home=tmp_path)
+        await eng.start(adopt=False)
+        try:
+            uids = []
+            for i in range(3):
+                run = await eng.submit(Workflow.parse(manifest(f"wf-{i}", key=str(i))))
+                await run.done.wait()
+                uids.append(run.uid)
+                await asyncio.sleep(0.002)
+            return uids
+        finally:
+            await eng.close()
+
+    uids = asyncio.run(go())
+    assert [uuid.UUID(u).version for u in uids] == [7, 7, 7]
+    assert uids == sorted(uids)
 
 
 def test_a_taken_workflow_name_is_refused_and_the_first_row_kept(tmp_path: Path) -> None:

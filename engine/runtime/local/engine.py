@@ -56,6 +56,19 @@ _SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 RUNNING_BATCH_SECONDS = 0.05
 
 
+def time_ordered_uid(now: float) -> str:
+    """A new workflow's uid: a UUID in version 7's layout (RFC 9562), milliseconds first, then random.
+
+    Every table of the state database is keyed by uid. Keys drawn at random land all over each
+    B-tree, so a batch of new workflows dirties a page per workflow per table; keys that grow with
+    time land on the last pages, which halves what a commit writes.
+    """
+    value = (int(now * 1000) & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC's variant
+    return str(uuid.UUID(int=value))
+
+
 def name_suffix() -> str:
     """Argo-style random suffix for generateName (5 characters)."""
     return "".join(secrets.choice(_SUFFIX_CHARS) for _ in range(5))
@@ -287,7 +300,7 @@ class LocalEngine:
                 wf,
                 # A named workflow keeps its name: no random suffix to draw.
                 name_suffix="" if wf.metadata.name else name_suffix(),
-                uid=str(uuid.uuid4()),
+                uid=time_ordered_uid(time.time()),
                 now=self.clock(),
                 namespace=ns,
                 parameters=parameters,
