@@ -908,7 +908,14 @@ class KeepAliveClient:
         try:
             async with asyncio.timeout(self.timeout):
                 return await self._post(path, body)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        except (
+            OSError,
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            IndexError,
+        ):
             self.close()
             return 0
 
