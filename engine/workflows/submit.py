@@ -119,8 +119,7 @@ def prepare_workflow(
     new_labels.update(labels or {})
     new_annotations = dict(meta.annotations)
     new_annotations.update(annotations or {})
-    new_meta = dataclasses.replace(
-        meta,
+    new_meta = meta.evolve(
         name=name,
         namespace=namespace or meta.namespace or "default",
         uid=uid,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -54,6 +55,29 @@ def test_workflow_uids_are_version_7_uuids_that_sort_by_submission_time() -> Non
         assert parsed.int >> 80 == ms  # the first 48 bits: milliseconds since the epoch
     assert len(set(earlier)) == len(earlier)
     assert max(earlier) < later
+
+
+def test_evolve_copies_a_model_as_dataclasses_replace_does_and_refuses_unknown_fields() -> None:
+    wf = Workflow.parse(
+        manifest(
+            "wf",
+            key="k",
+            spec={
+                "entrypoint": "main",
+                "arguments": {"parameters": [{"name": "n", "value": "1"}]},
+                "templates": [{"name": "main", "suspend": {"duration": "0"}}],
+            },
+        )
+    )
+    spec = wf.spec
+    copied = spec.evolve(entrypoint="other", arguments=spec.arguments.evolve(parameters=()))
+    assert copied == dataclasses.replace(
+        spec, entrypoint="other", arguments=dataclasses.replace(spec.arguments, parameters=())
+    )
+    assert (spec.entrypoint, len(spec.arguments.parameters)) == ("main", 1)  # the original is untouched
+    assert wf.metadata.evolve() == wf.metadata
+    with pytest.raises(TypeError, match=r"WorkflowSpec has no field\(s\) nope"):
+        spec.evolve(nope=1)
 
 
 def test_submitted_workflows_get_time_ordered_uids(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ the source names. Called by :class:`engine.runtime.sensors.SensorRunner` inside 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from contextlib import AbstractContextManager
@@ -92,11 +91,11 @@ class _Shape:
         dumped = list(self.manifest["arguments"]["parameters"])
         for i, p in enumerate(raw_params):
             if _masked(p):
-                params[i] = dataclasses.replace(params[i], value=p["value"])
+                params[i] = params[i].evolve(value=p["value"])
                 dumped[i] = {**dumped[i], "value": p["value"]}
-        arguments = dataclasses.replace(self.spec.arguments, parameters=tuple(params))
+        arguments = self.spec.arguments.evolve(parameters=tuple(params))
         manifest = {**self.manifest, "arguments": {**self.manifest["arguments"], "parameters": dumped}}
-        return dataclasses.replace(self.spec, arguments=arguments), manifest
+        return self.spec.evolve(arguments=arguments), manifest
 
 
 class LocalObjectActions:
