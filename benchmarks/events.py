@@ -62,8 +62,8 @@ averages 16 ms. The rate a p99 allows therefore depends on C, and ``--sweep`` (b
 runs the steady scenario again at those client counts (10 s each at most) to print the highest
 accepted rate whose p99 event -> workflow is within the target, and at which C. A missed target is a
 finding, not a failure: the exit code is 0 either way. ``--profile`` runs the steady scenario's server
-under cProfile (its main thread: the sensor and the engine, and the webhook with
-``--no-intake-process``; the bus's SQLite writer is a thread of its own) and prints on stderr a
+under cProfile (its main thread: the sensor, the engine and the bus's writes, and the webhook with
+``--no-intake-process``) and prints on stderr a
 per-event breakdown by stage, then the top functions. ``--keep`` keeps the homes (server logs,
 ``state.db``, ``events.db``).
 
@@ -1179,6 +1179,7 @@ BREAKDOWN = (
     ("build_globals (inside the above)", "engine/workflows/globals.py", "build_globals"),
     ("state.db transactions (Store.tx, Store.flush)", "runtime/local/store.py", "tx"),
     ("  commits of batches (Store.flush)", "runtime/local/store.py", "flush"),
+    ("events.db transactions (the bus's writer)", "runtime/local/eventbus.py", "_run_batch"),
     ("event loop idle (epoll)", "~", "<method 'poll' of 'select.epoll' objects>"),
 )
 

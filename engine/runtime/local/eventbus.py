@@ -13,14 +13,20 @@ killed, SIGKILL included, loses nothing the bus acknowledged; only a power cut o
 drop the newest transactions.
 
 Writes and group commit. Every write (publish, consumer create/delete, the bookkeeping of a fetch, ack,
-nak, key-value puts, compaction) is an operation queued to one writer thread. While a transaction is
-being committed, new operations queue; the writer then runs everything queued in the next single
-transaction, so concurrent publishers share commits. Each caller's await returns only after the
-transaction holding its operation committed, and raises :class:`StoreError` when the commit failed
-(a webhook can answer 5xx). Each operation runs inside a savepoint, so one that fails (an unknown
-consumer) does not undo the others. The event loop never waits on SQLite: reads (``read``, ``kv_get``,
-``kv_list``, ``last_seq``) use a second, read-only connection in a second thread, and see committed data
-only. A bus serves one event loop at a time.
+nak, key-value puts, compaction) is an operation queued for the bus's writer task, which runs
+everything queued since its last round in one transaction, so concurrent publishers share commits.
+Each caller's await returns only after the transaction holding its operation committed, and raises
+:class:`StoreError` when the commit failed (a webhook can answer 5xx). Each operation runs inside a
+savepoint, so one that fails (an unknown consumer) does not undo the others.
+
+The writer runs its transactions on the event loop's thread. A transaction here is tens of
+microseconds of SQLite work: WAL with ``synchronous=NORMAL`` syncs nothing at commit, and checkpoints
+run on a thread of their own (:mod:`~engine.runtime.local.walcheckpoint`). Handing each batch to a
+thread and back cost more CPU than that, and a writer thread held SQLite's write lock while it waited
+for the GIL between statements, so the other process (the intake process, or the owner) waited too.
+Waiting for the other process's write lock is the one wait, and the loop runs other work during it
+(see :meth:`_GroupWriter._begin`). Reads (``read``, ``kv_get``, ``kv_list``, ``last_seq``) use a second,
+read-only connection in a thread, and see committed data only. A bus serves one event loop at a time.
 
 One process owns a bus database at a time: opening it takes an exclusive lock on ``events.db.lock``,
 which the OS releases when that process ends however it ends. Other processes read, and the owner's
@@ -134,6 +140,7 @@ DEFAULT_MAX_MSGS = 1_000_000
 DEFAULT_MAX_EVENT_BYTES = 1 << 20  # NATS' default max_payload
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for the write lock before the operation fails
 BUSY_POLL = 0.0002  # seconds between tries for it (see _GroupWriter._begin)
+BUSY_SPIN = 0.001  # of which the first this long are spent in place, without yielding the loop
 MAX_BATCH = 2000  # operations per transaction: bounds how long one commit keeps later callers waiting
 COMPACT_CHUNK = 5000  # events removed per transaction, so publishes interleave with a large compaction
 
@@ -319,16 +326,16 @@ class _BatchEffects:
     consumers: set[str] = field(default_factory=set)
 
 
-_Op = Callable[[], Any]  # an operation the writer thread runs inside the batch transaction
+_Op = Callable[[], Any]  # an operation the writer runs inside the batch transaction
 
 
 class _GroupWriter:
-    """A writer connection to a bus database, and the thread that commits queued operations.
+    """A writer connection to a bus database, and the task that commits queued operations.
 
-    Operations are queued by :meth:`_submit` and run by one writer thread, everything queued in one
-    transaction, each operation in its own savepoint (see the module docstring). :class:`LocalEventBus`
-    and :class:`BusPublisher` are the two kinds of writer; :meth:`_committed` is what a writer does with
-    what a batch changed.
+    Operations are queued by :meth:`_submit` and run by one writer task on the event loop, everything
+    queued in one transaction, each operation in its own savepoint (see the module docstring).
+    :class:`LocalEventBus` and :class:`BusPublisher` are the two kinds of writer; :meth:`_committed` is
+    what a writer does with what a batch changed.
     """
 
     def __init__(
@@ -338,46 +345,48 @@ class _GroupWriter:
         self.max_event_bytes = max_event_bytes
         self._now = now
         self._db = db
-        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-bus-writer")
         self._queue: list[tuple[_Op, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        # Written by the writer thread while it runs a batch, read by the loop once the batch is done.
+        # What the batch being committed changed, handed to _committed once it is done.
         self._effects = _BatchEffects()
         self._batch_time = 0.0
 
     def _in_use(self) -> bool:
         return self._flusher is not None or bool(self._queue)
 
-    def _begin(self) -> None:
-        """Writer thread: BEGIN IMMEDIATE, waiting out another process's write transaction.
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE, waiting out another process's write transaction.
 
         The intake process and the owner take turns on the write lock, each transaction lasting well
         under a millisecond. SQLite's own busy handler sleeps 1, 2, 5, 10 ms and more between tries,
-        which would add those sleeps to webhook answers; polling every ``BUSY_POLL`` seconds does not.
+        with the loop blocked. Here the first ``BUSY_SPIN`` seconds of tries, every ``BUSY_POLL``,
+        happen in place (the lock is usually free again by then, and a loop timer cannot wake sooner
+        than a millisecond); after that the loop runs other work between tries.
         """
-        deadline = time.monotonic() + BUSY_TIMEOUT
+        start = time.monotonic()
         while True:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                waited = time.monotonic() - start
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or waited > BUSY_TIMEOUT:
                     raise
-            time.sleep(BUSY_POLL)
+            if waited < BUSY_SPIN:
+                time.sleep(BUSY_POLL)
+            else:
+                await asyncio.sleep(BUSY_POLL)
 
     def _committed(self, effects: _BatchEffects) -> None:
         """On the loop, after a batch committed and its callers got their results."""
 
     async def _close_writer(self) -> None:
-        """Commit what is queued, then close the connection and stop the writer thread."""
+        """Commit what is queued, then close the connection."""
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._writer_pool, self._db.close)
-        finally:
-            self._writer_pool.shutdown(wait=True)
+        self._db.close()
 
     # --- the writer -----------------------------------------------------------------------------------
 
@@ -402,19 +411,13 @@ class _GroupWriter:
 
     async def _flush(self) -> None:
         """Commit queued operations, one transaction per round, until the queue is empty."""
-        loop = asyncio.get_running_loop()
         batch: list[tuple[_Op, asyncio.Future[Any]]] = []
         try:
             while self._queue:
-                # A caller that gave up before its turn (cancelled fetch) must not claim deliveries.
-                batch = [(op, f) for op, f in self._queue[:MAX_BATCH] if not f.done()]
+                batch = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
-                if not batch:
-                    continue
                 try:
-                    results, effects = await loop.run_in_executor(
-                        self._writer_pool, self._run_batch, [op for op, _ in batch]
-                    )
+                    results, effects = await self._run_batch(batch)
                 except Exception as exc:
                     for _, f in batch:
                         if not f.done():
@@ -448,15 +451,21 @@ class _GroupWriter:
         err.__cause__ = exc
         return err
 
-    def _run_batch(self, ops: list[_Op]) -> tuple[list[tuple[bool, Any]], _BatchEffects]:
-        """Writer thread: run ``ops`` in one transaction, each in its own savepoint."""
+    async def _run_batch(
+        self, batch: list[tuple[_Op, asyncio.Future[Any]]]
+    ) -> tuple[list[tuple[bool, Any]], _BatchEffects]:
+        """Run the batch's operations in one transaction, each in its own savepoint."""
         db = self._db
         self._effects = _BatchEffects()
-        self._batch_time = self._now()
         results: list[tuple[bool, Any]] = []
+        await self._begin()
         try:
-            self._begin()
-            for op in ops:
+            self._batch_time = self._now()
+            for op, fut in batch:
+                if fut.done():
+                    # A caller that gave up before its turn (cancelled fetch) must not claim deliveries.
+                    results.append((False, None))
+                    continue
                 db.execute("SAVEPOINT op")
                 try:
                     value = op()
