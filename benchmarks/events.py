@@ -47,7 +47,7 @@ How to read it:
   not an error, the client never learnt it; ``trigger failures`` the failures the server logged, and
   how many were a workflow name already taken by another firing.
 
-The server paces its sources (``sluice server --intake-limit``, 8 by default, 16 without the intake
+The server paces its sources (``sluice server --intake-limit``, 4 by default, 16 without the intake
 process): a webhook request whose event a trigger with that many unfinished events listens to waits
 before the event goes on the bus, so the closed loop runs at what the sensor sustains instead of
 piling events up on the bus. ``--intake-limit`` here passes another limit (0: none) to compare. The

@@ -56,10 +56,11 @@ COMPACT_INTERVAL = 300.0
 CURSOR_BUCKET = "sources"
 # Intake pacing: an event waits while a trigger listening to it has PACE_LIMIT events still to act on,
 # for at most PACE_MAX_WAIT seconds. An intake process hears of the backlog a round trip late, so each
-# of its senders may get an event or two past the limit: PACE_LIMIT_INTAKE keeps the queue about where
-# PACE_LIMIT keeps it in one process (and measured faster and with a shorter tail than 16 there).
+# of its senders may get an event or two past the limit, and the intake process leaves the sensors more
+# of the server's core: PACE_LIMIT_INTAKE keeps the queue short. Measured against 8 at 4 clients, 4 gave
+# a p99 webhook-to-workflow 2-3 ms shorter for a rate about 5% lower; at 16 clients, the same rate.
 PACE_LIMIT = 16
-PACE_LIMIT_INTAKE = 8
+PACE_LIMIT_INTAKE = 4
 PACE_MAX_WAIT = 0.5
 
 
