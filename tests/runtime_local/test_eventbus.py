@@ -63,6 +63,42 @@ def test_concurrent_publishes_share_commits_and_all_get_distinct_sequences(tmp_p
     asyncio.run(go())
 
 
+def _fetch_work(path: Path, logged: int) -> int:
+    """SQLite's work (virtual machine steps, in hundreds) for a consumer that has acknowledged
+    ``logged`` events of its subject to fetch the next 5."""
+
+    async def go() -> int:
+        bus = LocalEventBus(path)
+        await bus.consumer("c", [WEBHOOK])
+        await asyncio.gather(*(bus.publish(NS, event(f"old{i}", n=i)) for i in range(logged)))
+        while got := await bus.fetch("c", limit=1000, timeout=0):
+            await bus.ack_batch("c", [d.seq for d in got])
+        for i in range(5):
+            await bus.publish(NS, event(f"new{i}", n=i))
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        bus._db.set_progress_handler(count, 100)
+        got = await bus.fetch("c", limit=128, timeout=0)
+        bus._db.set_progress_handler(None, 0)
+        assert [d.event["id"] for d in got] == [f"new{i}" for i in range(5)]
+        await bus.close()
+        return steps[0]
+
+    return asyncio.run(go())
+
+
+def test_a_fetch_reads_from_the_consumers_position_whatever_the_length_of_the_log(tmp_path: Path) -> None:
+    short = _fetch_work(tmp_path / "short.db", 20)
+    long = _fetch_work(tmp_path / "long.db", 4000)
+    # Reading the events of the subject from the source's index and sorting them would be work in
+    # proportion to the log: about 200 here, against 5 for a log of 20 (from the position: 2 or 3).
+    assert long <= 2 * short + 20, (short, long)
+
+
 def test_a_failing_operation_does_not_fail_the_others_in_its_batch(tmp_path: Path) -> None:
     async def go() -> None:
         bus = LocalEventBus(events_path(tmp_path))

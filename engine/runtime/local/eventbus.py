@@ -155,6 +155,13 @@ def events_path(home: Path) -> Path:
 # ================================================================================================ helpers
 
 
+# Reading the log in order from a position. A subject filter names namespace and source, which the
+# dedupe index starts with: left to itself SQLite searches that index and sorts every event of the
+# source to take the first few, work that grows with the log (2.8 ms a fetch at 20,000 events).
+# Walking the rowid from the position takes only the rows it returns.
+_EVENTS_IN_ORDER = "events NOT INDEXED"
+
+
 def _filter_sql(filters: Iterable[SubjectFilter]) -> tuple[str, list[Any]]:
     """A WHERE fragment over the events table matching any of ``filters`` (all events when empty)."""
     clauses: list[str] = []
@@ -260,7 +267,7 @@ class EventLogReader:
         """Events with ``seq >= from_seq`` matching any of ``filters`` (all when None), in order."""
         clause, args = _filter_sql(filters or ())
         rows = self._rows(
-            f"SELECT seq, namespace, event, published_at FROM events WHERE seq >= ? AND {clause}"
+            f"SELECT seq, namespace, event, published_at FROM {_EVENTS_IN_ORDER} WHERE seq >= ? AND {clause}"
             " ORDER BY seq LIMIT ?",
             [from_seq, *args, limit],
         )
@@ -688,7 +695,7 @@ class LocalEventBus(_GroupWriter):
         if room > 0:
             clause, args = _filter_sql(filters)
             fresh = db.execute(
-                "SELECT seq, namespace, event, published_at FROM events"
+                f"SELECT seq, namespace, event, published_at FROM {_EVENTS_IN_ORDER}"
                 f" WHERE seq > ? AND {clause} ORDER BY seq LIMIT ?",
                 (delivered, *args, room),
             ).fetchall()
