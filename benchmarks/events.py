@@ -47,12 +47,12 @@ How to read it:
   not an error, the client never learnt it; ``trigger failures`` the failures the server logged, and
   how many were a workflow name already taken by another firing.
 
-The server paces its sources (``sluice server --intake-limit``, 4 by default, 16 without the intake
-process): a webhook request whose event a trigger with that many unfinished events listens to waits
-before the event goes on the bus, so the closed loop runs at what the sensor sustains instead of
-piling events up on the bus. ``--intake-limit`` here passes another limit (0: none) to compare. The
-server serves its webhooks from an intake process of its own, on another core than the sensor and the
-engine; ``--no-intake-process`` runs them in the server's process to compare.
+The server paces its sources (``sluice server --intake-limit``, 16 by default): a webhook request
+whose event a trigger with that many unfinished events listens to waits before the event goes on the
+bus, so the closed loop runs at what the sensor sustains instead of piling events up on the bus.
+``--intake-limit`` here passes another limit (0: none) to compare. The server serves its webhooks
+from an intake process of its own, on another core than the sensor and the engine;
+``--no-intake-process`` runs them in the server's process to compare.
 
 Targets (the embedded bus): >= 1,000 accepted events/s with p99 <= 25 ms (printed for end to end and
 for the answer), lost = duplicated = 0 in both the steady and the crash run. A closed loop keeps C
@@ -129,7 +129,7 @@ from engine.cli.client import Client  # noqa: E402
 from engine.runtime.jetstream import DEFAULT_STREAM, JetStreamBus, consumer_id  # noqa: E402
 from engine.runtime.kubernetes.eventrun import CLIENT_BURST, CLIENT_QPS  # noqa: E402
 from engine.runtime.local.eventbus import EventLogReader, events_path  # noqa: E402
-from engine.runtime.local.events import PACE_LIMIT, PACE_LIMIT_INTAKE  # noqa: E402
+from engine.runtime.local.events import PACE_LIMIT  # noqa: E402
 from engine.runtime.local.store import Store  # noqa: E402
 from engine.runtime.sensors import consumer_name  # noqa: E402
 from tests import natsserver  # noqa: E402
@@ -1494,8 +1494,7 @@ def main(argv: list[str] | None = None) -> int:
             " exists (no Workflow controller runs); the sensor's API client limit: " + limit
         )
     if args.bus == "embedded":
-        default = PACE_LIMIT if args.no_intake_process else PACE_LIMIT_INTAKE
-        pace = f"the server's default ({default})" if args.intake_limit is None else str(args.intake_limit)
+        pace = f"the server's default ({PACE_LIMIT})" if args.intake_limit is None else str(args.intake_limit)
         print(f"intake pacing (sluice server --intake-limit): {pace}; 0 means none")
         where = "the server's own process" if args.no_intake_process else "an intake process of their own"
         print(f"webhooks served from {where} (sluice server --[no-]intake-process)")

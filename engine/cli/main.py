@@ -1058,7 +1058,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="hold a source's event while a sensor trigger listening to it has N events still to act on"
-        " (for at most half a second; default 4 with the intake process, 16 without; 0: never)",
+        " (for at most half a second; default 16; 0: never)",
     )
     p.add_argument(
         "--intake-process",

@@ -12,9 +12,10 @@ The two talk in JSON lines, the parent on the child's stdin, the child on its st
 * parent: ``{"op": "sources", "id": N, "sources": [[namespace, manifest], ...]}`` serve these
   EventSources' webhooks from now on (the parent validated them); the child answers
   ``{"op": "served", "id": N, "ports": {spec port: bound port}, "problems": [text, ...]}``;
-* parent: ``{"op": "hold", "subjects": [[namespace, source, event], ...]}`` the subjects whose
-  triggers are full (see :class:`~engine.runtime.local.events.IntakePacer`); a request for one of them
-  waits, for at most ``--max-wait`` seconds, until the parent sends a set without it;
+* parent: ``{"op": "room", "grants": [[namespace, source, event, total], ...]}`` pacing (see
+  :class:`~engine.runtime.local.events.IntakePacer`): the child may start publishing an event of that
+  subject while it has started fewer than ``total`` of them since it began; past that, a request
+  waits for more room, for at most ``--max-wait`` seconds. ``total`` null: the subject is free;
 * child: ``{"op": "published", "events": [[namespace, source, event, seq], ...]}`` after commits,
   so that the parent's waiting fetches look again and its pacing counts them.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import ctypes
 import json
@@ -64,34 +66,83 @@ def _die_with_parent() -> None:
 
 
 class _Gate:
-    """Publishes for the webhooks: holds an event while the parent says its subject is full, notes
-    each commit for the parent."""
+    """Publishes for the webhooks within the room the parent grants, and notes each commit for it.
+
+    The parent grants room per subject as a running total (``room``): the child may start the
+    publishing of an event of that subject while the events of it it started since it began are fewer
+    than the total. Counting here, where the events arrive, is what keeps a trigger's backlog at the
+    limit: a parent that decided from the commits it heard of would hear of them only between its
+    sensor batches, and the senders would get that long's worth of events past the limit. Requests
+    that find no room wait in line, and new room goes to the first of them. A subject without a grant
+    (no trigger listens to it, or the parent has not heard of it yet) is not held.
+    """
 
     def __init__(self, publisher: BusPublisher, send: Any, max_wait: float) -> None:
         self._publisher = publisher
         self._send = send
         self.max_wait = max_wait
-        self._held: set[Subject] = set()
-        self._changed: asyncio.Future[None] | None = None
+        self._started: dict[Subject, int] = {}
+        self._granted: dict[Subject, int] = {}
+        # Per subject, the requests waiting for room, first come first; a future's result: let in.
+        self._waiting: dict[Subject, collections.deque[asyncio.Future[None]]] = {}
         self._out: list[list[Any]] = []
 
-    def hold(self, subjects: set[Subject]) -> None:
-        self._held = subjects
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-        self._changed = None
+    def room(self, grants: list[tuple[Subject, int | None]]) -> None:
+        """The parent's new running totals; None: the subject is no longer held at all."""
+        for subject, total in grants:
+            if total is None:
+                self._granted.pop(subject, None)
+            else:
+                self._granted[subject] = total
+            self._let_in(subject)
+
+    def _has_room(self, key: Subject) -> bool:
+        total = self._granted.get(key)
+        return total is None or self._started.get(key, 0) < total
+
+    def _let_in(self, key: Subject) -> None:
+        line = self._waiting.get(key)
+        while line and self._has_room(key):
+            fut = line.popleft()
+            if not fut.done():
+                self._started[key] = self._started.get(key, 0) + 1
+                fut.set_result(None)
+
+    async def _wait_for_room(self, key: Subject) -> None:
+        """Wait in line for room, at most ``max_wait``; counts the event as started either way."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line = self._waiting.setdefault(key, collections.deque())
+        line.append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.max_wait)
+        except TimeoutError:
+            if not fut.done():  # not let in at the last moment
+                # The sensors are stalled: publish anyway (the parent hears of it and counts it).
+                self._started[key] = self._started.get(key, 0) + 1
+        except BaseException:
+            if fut.done():  # let in, then cancelled: give the room to the next in line
+                self._started[key] -= 1
+                self._let_in(key)
+            raise
+        finally:
+            if not fut.done():
+                fut.cancel()
+                with contextlib.suppress(ValueError):
+                    line.remove(fut)
 
     async def publish(self, namespace: str, event: Mapping[str, Any]) -> int:
         key = (namespace, str(event.get("source")), str(event.get("subject")))
-        if key in self._held:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.max_wait
-            while key in self._held and (remaining := deadline - loop.time()) > 0:
-                if self._changed is None:
-                    self._changed = loop.create_future()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._changed), remaining)
-        seq = await self._publisher.publish(namespace, event)
+        if self._waiting.get(key) or not self._has_room(key):
+            await self._wait_for_room(key)
+        else:
+            # Counted when it starts, not when it commits: an event on its way takes room already.
+            self._started[key] = self._started.get(key, 0) + 1
+        try:
+            seq = await self._publisher.publish(namespace, event)
+        except BaseException:
+            self._started[key] -= 1  # not on the bus: the parent will never hear of it
+            self._let_in(key)
+            raise
         if not self._out:
             # Everything one commit answered goes to the parent in one message.
             asyncio.get_running_loop().call_soon(self._report)
@@ -136,8 +187,8 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         while line := await reader.readline():
             message = json.loads(line)
-            if message["op"] == "hold":
-                gate.hold({(str(a), str(b), str(c)) for a, b, c in message["subjects"]})
+            if message["op"] == "room":
+                gate.room([((a, b, c), None if t is None else int(t)) for a, b, c, t in message["grants"]])
             elif message["op"] == "sources":
                 sources, problems = _parse_sources(message["sources"])
                 problems += [str(p) for p in await webhooks.update(sources)]
@@ -186,11 +237,14 @@ class IntakeProcess:
     """The server's side of the intake process: starts it, tells it what to serve, hears its commits.
 
     ``on_published`` gets each batch of commits the child reports, as (namespace, source, event, seq).
-    Pacing is decided here, where the sensors are: after such a batch and on :meth:`progress`, a
-    subject whose ``backlog`` (the most unfinished events of a trigger listening to it) reached
-    ``limit`` is held until it is down to half of it, as :class:`~engine.runtime.local.events.IntakePacer`
-    does in process (``limit`` 0: never). A child that dies is started again after ``RESTART_DELAY``
-    seconds and told its sources again.
+    Pacing is decided here, where the sensors are, and carried out in the child, where the events
+    arrive: for each subject the child has published, the room it may use is what it published that
+    this side has heard of, plus ``limit`` less the ``backlog`` (the most unfinished events of a
+    trigger listening to it). Events the child published that this side has not heard of yet are
+    counted by the child against that room, so a trigger's backlog stays within the limit however late
+    this side reads (``limit`` 0: no pacing). The room is sent again each time a trigger finishes an
+    event and whenever commits are heard of. A child that dies is started again after
+    ``RESTART_DELAY`` seconds and told its sources again.
     """
 
     RESTART_DELAY = 1.0
@@ -220,7 +274,11 @@ class IntakeProcess:
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._sources: list[tuple[str, dict[str, Any]]] = []
-        self._held: set[Subject] = set()
+        # The subjects the child serves; per subject, its commits heard of and the room last granted
+        # (None: not held).
+        self._subjects: set[Subject] = set()
+        self._heard: dict[Subject, int] = {}
+        self._granted: dict[Subject, int | None] = {}
         self._stopping = False
 
     @property
@@ -233,24 +291,30 @@ class IntakeProcess:
             "--host", self.host, "--ports", json.dumps(self.ports), "--max-wait", str(self.max_wait),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 26,
         )  # fmt: skip
-        self._held = set()
+        # A new child counts from zero.
+        self._heard, self._granted = {}, {}
         self._reader = asyncio.get_running_loop().create_task(self._read(self._proc), name="intake process")
 
     async def update(self, sources: list[tuple[str, dict[str, Any]]]) -> list[str]:
         """Serve ``sources`` (namespace, EventSource manifest) from now on; the problems the webhooks
         found (ports that cannot be bound, secrets that cannot be read)."""
         self._sources = sources
+        self._subjects = {
+            (ns, str((m.get("metadata") or {}).get("name")), str(event))
+            for ns, m in sources
+            for event in ((m.get("spec") or {}).get("webhook") or {})
+        }
         if self.pid is None:
             # Dead and about to be started again, with these sources.
             return ["the intake process is being started again; the webhooks follow"]
         answer = await self._ask({"op": "sources", "sources": sources})
         self.bound_ports = {str(k): int(v) for k, v in answer["ports"].items()}
+        self._grant()
         return [str(p) for p in answer["problems"]]
 
     def progress(self) -> None:
-        """A trigger finished an event: held subjects may have room again."""
-        if self._held:
-            self._decide(set())
+        """A trigger finished an event, or the sensors changed: the room may have changed."""
+        self._grant()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -291,20 +355,28 @@ class IntakeProcess:
         finally:
             self._answers.pop(ident, None)
 
-    def _decide(self, published: set[Subject]) -> None:
+    def _grant(self) -> None:
         if self.limit <= 0:
             return
-        held = set()
-        for subject in published | self._held:
+        changed: list[list[Any]] = []
+        # More room goes in steps of half the limit: let in one at a time, each event would be a commit
+        # of its own and a sensor batch of one, which costs the sensors more per event.
+        step = max(1, self.limit // 2)
+        for subject in self._subjects | self._heard.keys():
+            heard = self._heard.get(subject, 0)
             taken = self.backlog(subject)
-            if taken is not None and (
-                taken >= self.limit or (subject in self._held and taken > self.limit // 2)
-            ):
-                held.add(subject)
-        if held != self._held:
-            self._held = held
+            total = None if taken is None else heard + max(0, self.limit - taken)
+            before = self._granted.get(subject)
+            if total is not None and before is not None:
+                # Room once granted may be in use already: it is never taken back. (It can shrink when
+                # events from elsewhere, a calendar in the server, fill the trigger.)
+                total = max(total, before)
+            if total != before and (total is None or before is None or total >= before + step):
+                self._granted[subject] = total
+                changed.append([*subject, total])
+        if changed:
             with contextlib.suppress(SluiceError):
-                self._send({"op": "hold", "subjects": sorted(held)})
+                self._send({"op": "room", "grants": changed})
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -312,8 +384,10 @@ class IntakeProcess:
             message = json.loads(line)
             if message["op"] == "published":
                 events = [(str(a), str(b), str(c), int(d)) for a, b, c, d in message["events"]]
+                for a, b, c, _ in events:
+                    self._heard[(a, b, c)] = self._heard.get((a, b, c), 0) + 1
                 self.on_published(events)
-                self._decide({(a, b, c) for a, b, c, _ in events})
+                self._grant()
             elif message["op"] == "served" and (fut := self._answers.get(message["id"])) and not fut.done():
                 fut.set_result(message)
         code = await proc.wait()
