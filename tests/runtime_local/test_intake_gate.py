@@ -31,6 +31,12 @@ class Publisher:
         return len(self.published)
 
 
+def gate_over(pub: Publisher, *, max_wait: float = 10.0, sent: list[Any] | None = None) -> _Gate:
+    """A gate publishing to ``pub``; the messages for the parent go to ``sent``."""
+    out = sent if sent is not None else []
+    return _Gate(pub, out.append, max_wait=max_wait)  # type: ignore[arg-type]
+
+
 def event(n: int, source: str = "webhook") -> dict[str, Any]:
     return {"source": source, "subject": "example", "data": {"n": n}}
 
@@ -44,7 +50,7 @@ def test_events_past_the_room_wait_and_new_room_lets_them_in_first_come_first() 
     async def go() -> None:
         pub = Publisher()
         sent: list[Any] = []
-        gate = _Gate(pub, sent.append, max_wait=10.0)  # type: ignore[arg-type]
+        gate = gate_over(pub, sent=sent)
         gate.room([(SUBJECT, 2)])
         tasks = [asyncio.create_task(gate.publish("default", event(n))) for n in range(5)]
         await settle()
@@ -64,7 +70,7 @@ def test_events_past_the_room_wait_and_new_room_lets_them_in_first_come_first() 
 def test_a_subject_without_a_grant_is_not_held() -> None:
     async def go() -> None:
         pub = Publisher()
-        gate = _Gate(pub, lambda m: None, max_wait=10.0)  # type: ignore[arg-type]
+        gate = gate_over(pub)
         gate.room([(SUBJECT, 0)])
         await asyncio.wait_for(gate.publish("default", event(1, source="other")), 1.0)
         assert pub.published == [1]
@@ -75,7 +81,7 @@ def test_a_subject_without_a_grant_is_not_held() -> None:
 def test_an_event_waits_at_most_max_wait_and_then_counts_against_the_room() -> None:
     async def go() -> None:
         pub = Publisher()
-        gate = _Gate(pub, lambda m: None, max_wait=0.05)  # type: ignore[arg-type]
+        gate = gate_over(pub, max_wait=0.05)
         gate.room([(SUBJECT, 0)])
         await asyncio.wait_for(gate.publish("default", event(1)), 1.0)
         assert pub.published == [1]
@@ -94,7 +100,7 @@ def test_an_event_waits_at_most_max_wait_and_then_counts_against_the_room() -> N
 def test_a_failed_publish_gives_its_room_back() -> None:
     async def go() -> None:
         pub = Publisher(failing=frozenset({0}))
-        gate = _Gate(pub, lambda m: None, max_wait=10.0)  # type: ignore[arg-type]
+        gate = gate_over(pub)
         gate.room([(SUBJECT, 1)])
         with pytest.raises(OSError):
             await gate.publish("default", event(0))
@@ -107,7 +113,7 @@ def test_a_failed_publish_gives_its_room_back() -> None:
 def test_a_request_cancelled_while_it_waits_leaves_the_line_and_takes_no_room() -> None:
     async def go() -> None:
         pub = Publisher()
-        gate = _Gate(pub, lambda m: None, max_wait=10.0)  # type: ignore[arg-type]
+        gate = gate_over(pub)
         gate.room([(SUBJECT, 0)])
         first = asyncio.create_task(gate.publish("default", event(1)))
         second = asyncio.create_task(gate.publish("default", event(2)))

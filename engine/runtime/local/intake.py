@@ -100,12 +100,21 @@ class _Gate:
         total = self._granted.get(key)
         return total is None or self._started.get(key, 0) < total
 
+    def _take(self, key: Subject) -> None:
+        """Count an event as started: it takes room from now on, committed or not yet."""
+        self._started[key] = self._started.get(key, 0) + 1
+
+    def _give_back(self, key: Subject) -> None:
+        """An event counted as started will not go on the bus: its room goes to the next in line."""
+        self._started[key] -= 1
+        self._let_in(key)
+
     def _let_in(self, key: Subject) -> None:
         line = self._waiting.get(key)
         while line and self._has_room(key):
             fut = line.popleft()
             if not fut.done():
-                self._started[key] = self._started.get(key, 0) + 1
+                self._take(key)
                 fut.set_result(None)
 
     async def _wait_for_room(self, key: Subject) -> None:
@@ -118,11 +127,10 @@ class _Gate:
         except TimeoutError:
             if not fut.done():  # not let in at the last moment
                 # The sensors are stalled: publish anyway (the parent hears of it and counts it).
-                self._started[key] = self._started.get(key, 0) + 1
+                self._take(key)
         except BaseException:
-            if fut.done():  # let in, then cancelled: give the room to the next in line
-                self._started[key] -= 1
-                self._let_in(key)
+            if fut.done():  # let in, then cancelled
+                self._give_back(key)
             raise
         finally:
             if not fut.done():
@@ -135,13 +143,11 @@ class _Gate:
         if self._waiting.get(key) or not self._has_room(key):
             await self._wait_for_room(key)
         else:
-            # Counted when it starts, not when it commits: an event on its way takes room already.
-            self._started[key] = self._started.get(key, 0) + 1
+            self._take(key)
         try:
             seq = await self._publisher.publish(namespace, event)
         except BaseException:
-            self._started[key] -= 1  # not on the bus: the parent will never hear of it
-            self._let_in(key)
+            self._give_back(key)  # not on the bus: the parent will never hear of it
             raise
         if not self._out:
             # Everything one commit answered goes to the parent in one message.
@@ -274,9 +280,8 @@ class IntakeProcess:
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._sources: list[tuple[str, dict[str, Any]]] = []
-        # The subjects the child serves; per subject, its commits heard of and the room last granted
-        # (None: not held).
-        self._subjects: set[Subject] = set()
+        # Per subject the child serves or has published: its commits heard of, and the room last
+        # granted (None: not held).
         self._heard: dict[Subject, int] = {}
         self._granted: dict[Subject, int | None] = {}
         self._stopping = False
@@ -299,11 +304,10 @@ class IntakeProcess:
         """Serve ``sources`` (namespace, EventSource manifest) from now on; the problems the webhooks
         found (ports that cannot be bound, secrets that cannot be read)."""
         self._sources = sources
-        self._subjects = {
-            (ns, str((m.get("metadata") or {}).get("name")), str(event))
-            for ns, m in sources
-            for event in ((m.get("spec") or {}).get("webhook") or {})
-        }
+        for ns, m in sources:
+            for event in (m.get("spec") or {}).get("webhook") or {}:
+                # Granted room before its first event, so that the first senders are paced too.
+                self._heard.setdefault((ns, str((m.get("metadata") or {}).get("name")), str(event)), 0)
         if self.pid is None:
             # Dead and about to be started again, with these sources.
             return ["the intake process is being started again; the webhooks follow"]
@@ -362,8 +366,7 @@ class IntakeProcess:
         # More room goes in steps of half the limit: let in one at a time, each event would be a commit
         # of its own and a sensor batch of one, which costs the sensors more per event.
         step = max(1, self.limit // 2)
-        for subject in self._subjects | self._heard.keys():
-            heard = self._heard.get(subject, 0)
+        for subject, heard in self._heard.items():
             taken = self.backlog(subject)
             total = None if taken is None else heard + max(0, self.limit - taken)
             before = self._granted.get(subject)
